@@ -1,0 +1,94 @@
+"""The unified document schema every stage reads and writes, deterministic doc ids, and the stage protocol.
+
+A document row: ``doc_id``, ``text``, ``kind`` ('text' or 'code'), ``source`` (file URI it came from), ``lang``,
+``lang_score`` (null until language ID runs, and for code), ``meta`` (map of the input's other columns, as strings).
+
+``doc_id`` keeps the input id column unchanged when there is one (LongType for integral ids, StringType otherwise);
+without one it is a 64-bit hash of (source, row position), which no partitioning or core count can change. Stages
+treat it as an opaque value that Spark can order ("keep the smallest doc_id").
+
+A stage *annotates*: it returns every input row with three more columns, ``reason``, ``rule`` and
+``duplicate_of``, null for kept rows. The pipeline writes that frame once, then splits it into what goes on and what
+goes to ``removed/``, so no document can vanish between stages and nothing is computed twice.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import pyarrow as pa
+import xxhash
+from pyspark.sql import DataFrame
+from pyspark.sql import types as T
+
+KIND_TEXT = "text"
+KIND_CODE = "code"
+REASON_INVALID = "invalid"
+
+ANNOTATION_COLUMNS = ("reason", "rule", "duplicate_of")
+
+
+def doc_schema(id_type: T.DataType = T.LongType()) -> T.StructType:
+    """The columns of ``cleaned/`` (and of every stage's input)."""
+    return T.StructType(
+        [
+            T.StructField("doc_id", id_type, False),
+            T.StructField("text", T.StringType(), True),
+            T.StructField("kind", T.StringType(), False),
+            T.StructField("source", T.StringType(), False),
+            T.StructField("lang", T.StringType(), True),
+            T.StructField("lang_score", T.DoubleType(), True),
+            T.StructField("meta", T.MapType(T.StringType(), T.StringType()), True),
+        ]
+    )
+
+
+def annotated_schema(id_type: T.DataType = T.LongType()) -> T.StructType:
+    """A document row plus the removal annotation (the columns of ``removed/``)."""
+    return T.StructType(
+        doc_schema(id_type).fields
+        + [
+            T.StructField("reason", T.StringType(), True),
+            T.StructField("rule", T.StringType(), True),
+            T.StructField("duplicate_of", id_type, True),
+        ]
+    )
+
+
+DOC_COLUMNS = tuple(doc_schema().fieldNames())
+
+
+def position_id(source: str, position: int) -> int:
+    """Deterministic signed 64-bit doc id of the ``position``-th row of ``source`` (Spark's LongType is signed)."""
+    h = xxhash.xxh64_intdigest(f"{source}\x00{position}".encode())
+    return h - (1 << 64) if h >= (1 << 63) else h
+
+
+def arrow_schema(schema: T.StructType) -> pa.Schema:
+    """The Arrow schema Spark expects back from ``mapInArrow`` for a Spark schema (the subset of types we use)."""
+    from pyspark.sql.pandas.types import to_arrow_schema
+
+    return to_arrow_schema(schema)
+
+
+class Stage(Protocol):
+    """One step of the cleaning pipeline (filter, langid, exact_dedup, near_dedup)."""
+
+    name: str
+
+    def annotate(self, docs: DataFrame, cfg: Any) -> DataFrame:
+        """Every row of ``docs`` with ``reason``/``rule``/``duplicate_of`` added (null when kept); lazily."""
+        ...
+
+    def report(self, annotated: DataFrame, cfg: Any) -> dict[str, Any]:
+        """Extra report.json entries computed from the *written* annotated output (counts are the pipeline's)."""
+        ...
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """Why one document is removed: a reason from SPEC.md and the rule (with its measured value) that fired."""
+
+    reason: str
+    rule: str

@@ -1,0 +1,126 @@
+"""Driver-side planning: list the input files and cut them into read units. Touches metadata only, never data.
+
+Parquet files are cut by row groups (read from their footers) so one large file still feeds many tasks; JSONL and
+text files (gzip is not splittable) and source files are one unit each. The doc id type is decided here, once, for
+the whole run: string when any source carries string ids, long otherwise.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import Counter
+from dataclasses import dataclass, field
+
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+from spark_jobs import storage
+from spark_jobs.ingest.readers import ID_LONG, ID_STRING, ReadUnit
+
+PARQUET_EXT = (".parquet", ".parq")
+JSONL_EXT = (".jsonl", ".json", ".jsonl.gz", ".json.gz", ".ndjson", ".ndjson.gz")
+TEXT_EXT = (".txt", ".txt.gz", ".md")
+ROW_GROUPS_PER_UNIT = 4
+
+
+class InputError(Exception):
+    """Input the pipeline cannot read at all; its message is the one line the user sees."""
+
+
+@dataclass
+class Plan:
+    units: list[ReadUnit] = field(default_factory=list)
+    id_type: str = ID_LONG
+    skipped: Counter = field(default_factory=Counter)  # files in input dirs that no reader takes, by extension
+
+
+def classify(path: str, code_exts: tuple[str, ...]) -> str | None:
+    low = path.lower()
+    if low.endswith(PARQUET_EXT):
+        return "parquet"
+    if low.endswith(JSONL_EXT):
+        return "jsonl"
+    if low.endswith(TEXT_EXT):
+        return "text"
+    if low.endswith(code_exts):
+        return "code"
+    return None
+
+
+def plan_inputs(inputs: list[str], code_extensions: str, id_column: str, text_column: str) -> Plan:
+    """Read units for every file-based source (``hf://`` sources are read by their own data source)."""
+    code_exts = tuple(e if e.startswith(".") else "." + e for e in code_extensions.split(",") if e)
+    plan = Plan()
+    id_kinds: set[str] = set()
+    for src in inputs:
+        fs, path = storage.resolve(src)
+        info = fs.get_file_info(path)
+        if info.type == pafs.FileType.NotFound:
+            raise InputError(f"input not found: {src}")
+        if info.type == pafs.FileType.Directory:
+            files = [f for f in fs.get_file_info(pafs.FileSelector(path, recursive=True)) if f.is_file]
+            root = path
+        else:
+            files, root = [info], os.path.dirname(path)
+        for f in sorted(files, key=lambda f: f.path):
+            fmt = classify(f.path, code_exts)
+            if fmt is None:
+                if info.type != pafs.FileType.Directory:
+                    raise InputError(f"unknown input format (not Parquet, JSONL, text or {code_extensions}): {src}")
+                plan.skipped[os.path.splitext(f.path)[1] or "(none)"] += 1
+                continue
+            uri = storage.to_uri(fs, f.path)
+            if fmt == "parquet":
+                units, kind = _parquet_units(fs, f.path, uri, id_column, text_column)
+                plan.units += units
+            else:
+                plan.units.append(ReadUnit(fmt=fmt, uri=uri, source=uri, root=storage.to_uri(fs, root), size=f.size))
+                kind = _jsonl_id_kind(fs, f.path, id_column) if fmt == "jsonl" else None
+            if kind:
+                id_kinds.add(kind)
+    plan.id_type = ID_STRING if ID_STRING in id_kinds else ID_LONG
+    return plan
+
+
+def _parquet_units(
+    fs: pafs.FileSystem, path: str, uri: str, id_column: str, text_column: str
+) -> tuple[list[ReadUnit], str | None]:
+    """Units of a few row groups each, and the id column's kind; corrupt files fail here, naming the file."""
+    try:
+        with fs.open_input_file(path) as fh:
+            meta = pq.ParquetFile(fh).metadata
+            schema = meta.schema.to_arrow_schema()
+    except Exception as err:  # pyarrow raises several types for corrupt footers
+        raise InputError(f"cannot read Parquet file {uri}: {str(err).splitlines()[0]}") from None
+    if text_column not in schema.names:
+        raise InputError(f"Parquet file {uri} has no text column {text_column!r} (columns: {', '.join(schema.names)})")
+    kind = None
+    if id_column in schema.names:
+        import pyarrow.types as pat
+
+        kind = ID_LONG if pat.is_integer(schema.field(id_column).type) else ID_STRING
+    units, offset = [], 0
+    for start in range(0, meta.num_row_groups, ROW_GROUPS_PER_UNIT):
+        end = min(start + ROW_GROUPS_PER_UNIT, meta.num_row_groups)
+        units.append(ReadUnit(fmt="parquet", uri=uri, source=uri, rg_start=start, rg_end=end, row_offset=offset))
+        offset += sum(meta.row_group(i).num_rows for i in range(start, end))
+    return units, kind
+
+
+def _jsonl_id_kind(fs: pafs.FileSystem, path: str, id_column: str) -> str | None:
+    """The id kind seen on the first parsable line (a cheap sniff; the readers handle every other line)."""
+    compression = "gzip" if path.endswith(".gz") else None
+    try:
+        with fs.open_input_stream(path, compression=compression) as fh:
+            for _, raw in zip(range(100), fh.read(1 << 20).splitlines(), strict=False):
+                try:
+                    record = json.loads(raw)
+                except ValueError:
+                    continue
+                if isinstance(record, dict) and record.get(id_column) is not None:
+                    return ID_LONG if isinstance(record[id_column], int) else ID_STRING
+                return None
+    except OSError as err:
+        raise InputError(f"cannot read {storage.to_uri(fs, path)}: {str(err).splitlines()[0]}") from None
+    return None

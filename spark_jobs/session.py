@@ -1,0 +1,59 @@
+"""The SparkSession: local mode sized for a small machine, or whatever spark-submit configured.
+
+Under ``spark-submit`` the master, executor memory and every other setting come from the submit command, so this
+module only names the app. Locally it picks settings that keep a laptop responsive: shuffle partitions a few times
+the core count (Spark's 200 would mean tiny tasks), Arrow on (every stage moves data as Arrow batches), and the UI off
+when asked (tests), so parallel test runs don't fight over port 4040.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from pyspark.sql import SparkSession
+
+ARROW_BATCH_ROWS = 1024
+"""Rows per Arrow batch handed to a stage; documents can be large, so keep batches modest (memory is per batch)."""
+
+
+def launched_by_spark_submit() -> bool:
+    """spark-submit starts the Python driver with a gateway into its own JVM; a plain ``python`` run has none."""
+    return "PYSPARK_GATEWAY_PORT" in os.environ
+
+
+def get_spark(
+    master: str = "local[*]",
+    app_name: str = "slm-pipeline",
+    shuffle_partitions: int = 0,
+    driver_memory: str = "4g",
+    ui: bool | None = None,
+) -> SparkSession:
+    """Return the active session or create one.
+
+    ``ui=None`` reads ``SLM_SPARK_UI`` (``0`` disables the web UI; tests set it).
+    """
+    builder = SparkSession.builder.appName(app_name)
+    if not launched_by_spark_submit():
+        cores = os.cpu_count() or 2
+        # Python workers must run the driver's interpreter (the project venv), not whatever python3 is on PATH.
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+        if ui is None:
+            ui = os.environ.get("SLM_SPARK_UI", "1") != "0"
+        builder = (
+            builder.master(master)
+            .config("spark.driver.memory", driver_memory)
+            .config("spark.sql.shuffle.partitions", str(shuffle_partitions or 4 * cores))
+            .config("spark.default.parallelism", str(shuffle_partitions or 4 * cores))
+            .config("spark.ui.enabled", "true" if ui else "false")
+            .config("spark.ui.showConsoleProgress", "true")
+            .config("spark.sql.adaptive.enabled", "true")
+        )
+    builder = (
+        builder.config("spark.sql.execution.arrow.pyspark.enabled", "true")
+        .config("spark.sql.execution.arrow.maxRecordsPerBatch", str(ARROW_BATCH_ROWS))
+        .config("spark.python.worker.reuse", "true")
+    )
+    spark = builder.getOrCreate()
+    spark.sparkContext.setLogLevel("WARN")
+    return spark

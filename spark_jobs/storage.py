@@ -1,0 +1,74 @@
+"""Small file-system helpers over pyarrow.fs, so local paths and object-store URIs are handled alike.
+
+Spark reads and writes the data itself; these helpers are for what the driver and the executors touch directly:
+listing inputs, opening one input file in a task, and writing small JSON files (report, manifest, stage markers).
+Hadoop's ``s3a://`` is mapped to pyarrow's ``s3://`` so one URI works for both.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from typing import IO
+
+import pyarrow.fs as pafs
+
+
+def resolve(uri: str) -> tuple[pafs.FileSystem, str]:
+    """The file system and in-file-system path of a local path or URI."""
+    if "://" not in uri:
+        return pafs.LocalFileSystem(), os.path.abspath(uri)
+    if uri.startswith("s3a://"):
+        uri = "s3://" + uri[len("s3a://") :]
+    return pafs.FileSystem.from_uri(uri)
+
+
+def to_uri(fs: pafs.FileSystem, path: str) -> str:
+    """A URI a Spark reader (or :func:`resolve`) accepts for ``path`` on ``fs``."""
+    if isinstance(fs, pafs.LocalFileSystem):
+        return "file://" + path
+    return f"{fs.type_name}://{path}"
+
+
+def spark_path(uri: str) -> str:
+    """A path Spark's own readers and writers take: local paths stay paths, URIs pass through."""
+    return uri if "://" in uri else os.path.abspath(uri)
+
+
+def join(base: str, *parts: str) -> str:
+    return "/".join([base.rstrip("/"), *parts])
+
+
+def exists(uri: str) -> bool:
+    fs, path = resolve(uri)
+    return fs.get_file_info(path).type != pafs.FileType.NotFound
+
+
+def read_text(uri: str) -> str:
+    fs, path = resolve(uri)
+    with fs.open_input_stream(path) as fh:
+        return fh.read().decode("utf-8")
+
+
+def write_text(uri: str, text: str) -> None:
+    """Write a small text file whole; on local disks via a temporary name and a rename, so readers never see half."""
+    fs, path = resolve(uri)
+    parent = path.rsplit("/", 1)[0]
+    fs.create_dir(parent, recursive=True)
+    tmp = path + ".tmp"
+    with fs.open_output_stream(tmp) as fh:
+        fh.write(text.encode("utf-8"))
+    fs.move(tmp, path)
+
+
+def delete_dir(uri: str) -> None:
+    fs, path = resolve(uri)
+    if fs.get_file_info(path).type == pafs.FileType.Directory:
+        fs.delete_dir(path)
+
+
+def open_input(uri: str) -> IO[bytes]:
+    """A buffered binary stream over one input file (iterable by line), gunzipped when its name ends in ``.gz``."""
+    fs, path = resolve(uri)
+    compression = "gzip" if path.endswith(".gz") else None
+    return io.BufferedReader(fs.open_input_stream(path, compression=compression), 1 << 20)

@@ -1,0 +1,156 @@
+"""Ingestion: every reader, bad input of each kind, and doc ids that no partitioning can change."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from spark_jobs.config import PipelineConfig
+from spark_jobs.documents import annotated_schema
+from spark_jobs.ingest import InputError, _read_units, ingest
+from spark_jobs.ingest.plan import plan_inputs
+from spark_jobs.ingest.readers import ReadOptions, read_unit
+
+ROOT = Path(__file__).resolve().parents[1]
+PROSE = "First line of a document.\nSecond line here.\nThird line closes it."
+
+
+def cfg_for(inputs: list[str], tmp_path: Path, **kw) -> PipelineConfig:
+    return PipelineConfig(input=inputs, output=str(tmp_path / "out"), stages="", **kw)
+
+
+def rows_of(batches) -> list[dict]:
+    return [r for b in batches for r in b.to_pylist()]
+
+
+def write_jsonl(path: Path, lines: list[bytes]) -> None:
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "wb") as fh:
+        fh.write(b"\n".join(lines) + b"\n")
+
+
+@pytest.fixture()
+def corpus(tmp_path: Path) -> dict[str, Path]:
+    """One source of each kind, with bad rows mixed in."""
+    d = tmp_path / "in"
+    d.mkdir()
+    write_jsonl(d / "a.jsonl", [json.dumps({"text": PROSE + f" {i}", "lang_hint": "en", "n": i}).encode()
+                                for i in range(5)] + [b"{not json", b'{"text": "bad \xff byte"}', b"",
+                                                      json.dumps({"text": None}).encode(),
+                                                      json.dumps({"body": "no text field"}).encode(),
+                                                      json.dumps({"text": "  "}).encode()])
+    write_jsonl(d / "b.jsonl.gz", [json.dumps({"text": PROSE + " gz", "kind": "text"}).encode()])
+    pq.write_table(pa.table({"text": [PROSE + f" pq {i}" for i in range(50)], "id": list(range(100, 150)),
+                             "url": [f"https://example.org/{i}" for i in range(50)]}), d / "c.parquet",
+                   row_group_size=7)
+    (d / "notes.txt").write_text(PROSE + "\nfrom a text file")
+    code = tmp_path / "repo"
+    (code / "pkg").mkdir(parents=True)
+    (code / "pkg" / "__init__.py").write_text("")
+    (code / "pkg" / "mod.py").write_text("def f(x):\n    return x + 1\n\n\nclass A:\n    pass\n")
+    (code / "pkg" / "bin.py").write_bytes(b"\x00\x01\x02" * 50)
+    (code / "pkg" / "latin.py").write_bytes("s = 'caf\xe9'\n".encode("latin-1"))
+    (code / "pkg" / "big.py").write_text("x = 1\n" * 400)
+    (code / "README.rst").write_text("not code")
+    return {"dir": d, "code": code}
+
+
+def test_jsonl_reader_turns_every_line_into_a_row(corpus):
+    plan = plan_inputs([str(corpus["dir"] / "a.jsonl")], ".py", "id", "text")
+    rows = rows_of(read_unit(plan.units[0], ReadOptions()))
+    assert len(rows) == 10  # 11 lines, one blank
+    valid = [r for r in rows if r["reason"] is None]
+    assert len(valid) == 5 and all(r["kind"] == "text" for r in valid)
+    assert dict(valid[0]["meta"]) == {"lang_hint": "en", "n": "0"}
+    rules = sorted(r["rule"].split(":")[0] for r in rows if r["reason"])
+    assert rules == ["empty_text", "malformed_json", "missing_text_field", "not_utf8", "null_text"]
+    assert all(r["reason"] == "invalid" for r in rows if r["rule"])
+
+
+def test_code_reader_metadata_and_invalid_files(corpus):
+    plan = plan_inputs([str(corpus["code"])], ".py", "id", "text")
+    assert plan.skipped == {".rst": 1}
+    opts = ReadOptions(max_file_bytes=1000)
+    rows = {dict(r["meta"])["path"]: r for u in plan.units for r in rows_of(read_unit(u, opts))}
+    assert set(rows) == {"pkg/__init__.py", "pkg/mod.py", "pkg/bin.py", "pkg/latin.py", "pkg/big.py"}
+    assert rows["pkg/mod.py"]["kind"] == "code" and rows["pkg/mod.py"]["reason"] is None
+    assert dict(rows["pkg/mod.py"]["meta"])["repo"] == "repo"
+    assert rows["pkg/bin.py"]["rule"] == "binary_file"
+    assert rows["pkg/latin.py"]["rule"].startswith("not_utf8")
+    assert rows["pkg/big.py"]["rule"].startswith("file_too_large")
+    assert rows["pkg/__init__.py"]["rule"] == "empty_text"
+
+
+def test_parquet_units_split_by_row_group_keep_ids_and_positions(corpus):
+    plan = plan_inputs([str(corpus["dir"] / "c.parquet")], ".py", "id", "text")
+    assert len(plan.units) == 2 and plan.id_type == "long"  # 8 row groups, 4 per unit
+    rows = [r for u in plan.units for r in rows_of(read_unit(u, ReadOptions()))]
+    assert [r["doc_id"] for r in rows] == list(range(100, 150))
+    assert dict(rows[3]["meta"]) == {"url": "https://example.org/3"}
+
+
+def test_string_ids_switch_the_run_to_string_doc_ids(tmp_path):
+    write_jsonl(tmp_path / "s.jsonl", [json.dumps({"id": "doc-a", "text": PROSE}).encode(),
+                                       json.dumps({"text": PROSE}).encode()])
+    plan = plan_inputs([str(tmp_path / "s.jsonl")], ".py", "id", "text")
+    assert plan.id_type == "string"
+    rows = rows_of(read_unit(plan.units[0], ReadOptions(id_type=plan.id_type)))
+    assert rows[0]["doc_id"] == "doc-a" and len(rows[1]["doc_id"]) == 16
+
+
+def test_bad_inputs_give_one_line_errors(tmp_path):
+    (tmp_path / "corrupt.parquet").write_bytes(b"PAR1 this is not parquet")
+    with pytest.raises(InputError, match="cannot read Parquet file .*corrupt.parquet"):
+        plan_inputs([str(tmp_path / "corrupt.parquet")], ".py", "id", "text")
+    pq.write_table(pa.table({"body": ["x"]}), tmp_path / "notext.parquet")
+    with pytest.raises(InputError, match="no text column 'text'"):
+        plan_inputs([str(tmp_path / "notext.parquet")], ".py", "id", "text")
+    with pytest.raises(InputError, match="input not found"):
+        plan_inputs([str(tmp_path / "missing.jsonl")], ".py", "id", "text")
+    (tmp_path / "data.bin").write_bytes(b"x")
+    with pytest.raises(InputError, match="unknown input format"):
+        plan_inputs([str(tmp_path / "data.bin")], ".py", "id", "text")
+
+
+def test_cli_reports_bad_input_in_one_line(tmp_path):
+    pq.write_table(pa.table({"body": ["x"]}), tmp_path / "notext.parquet")
+    proc = subprocess.run([sys.executable, "-m", "spark_jobs.pipeline", "--input", str(tmp_path / "notext.parquet"),
+                           "--output", str(tmp_path / "out")], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1].startswith("error: Parquet file")
+    assert "Traceback" not in proc.stderr
+
+
+def test_spark_ingest_all_sources_and_ids_independent_of_partitioning(spark, corpus, tmp_path):
+    cfg = cfg_for([str(corpus["dir"]), str(corpus["code"])], tmp_path)
+    docs, info = ingest(spark, cfg)
+    assert info["files"] == 9 and info["id_type"] == "long"
+    got = sorted((r["doc_id"], r["source"], r["reason"]) for r in docs.collect())
+    assert len(got) == 10 + 1 + 50 + 1 + 5
+    assert len({g[0] for g in got}) == len(got)
+    plan = plan_inputs(cfg.input, ".py", "id", "text")
+    schema = annotated_schema()
+    opts = ReadOptions()
+    for slices in (1, 3):
+        again = _read_units(spark, plan.units, opts, schema, slices=slices)
+        assert sorted((r["doc_id"], r["source"], r["reason"]) for r in again.collect()) == got
+
+
+def test_pipeline_ingest_only_keeps_the_accounting_identity(spark, corpus, tmp_path):
+    from spark_jobs.pipeline import run
+
+    report = run(cfg_for([str(corpus["dir"]), str(corpus["code"])], tmp_path), spark)
+    acc = report["accounting"]
+    assert acc["input"] == 67 and acc["input"] == acc["cleaned"] + acc["removed"]
+    assert report["stages"]["ingest"]["removed_by_reason"] == {"invalid": acc["removed"]}
+    removed = spark.read.parquet(str(tmp_path / "out" / "removed"))
+    assert set(removed.columns) >= {"doc_id", "text", "kind", "source", "reason", "rule", "duplicate_of"}
+    again = run(cfg_for([str(corpus["dir"]), str(corpus["code"])], tmp_path), spark)
+    assert again["stages"]["ingest"]["reused"] is True

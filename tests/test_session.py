@@ -1,0 +1,26 @@
+from spark_jobs.documents import position_id
+
+
+def test_spark_fixture_runs_arrow_batches(spark):
+    df = spark.range(0, 100, numPartitions=3)
+
+    def double(batches):
+        for b in batches:
+            import pyarrow as pa
+            import pyarrow.compute as pc
+
+            yield pa.RecordBatch.from_arrays([pc.multiply(b.column(0), 2)], names=["id"])
+
+    total = df.mapInArrow(double, "id long").agg({"id": "sum"}).first()[0]
+    assert total == 2 * sum(range(100))
+    assert spark.conf.get("spark.sql.execution.arrow.pyspark.enabled") == "true"
+
+
+def test_position_id_is_stable_and_signed():
+    a = position_id("file:///x/a.jsonl", 0)
+    assert a == position_id("file:///x/a.jsonl", 0)
+    assert a != position_id("file:///x/a.jsonl", 1)
+    assert a != position_id("file:///x/b.jsonl", 0)
+    ids = [position_id("s", i) for i in range(1000)]
+    assert all(-(2**63) <= i < 2**63 for i in ids)
+    assert any(i < 0 for i in ids) and any(i > 0 for i in ids)
