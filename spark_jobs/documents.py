@@ -27,9 +27,10 @@ KIND_CODE = "code"
 REASON_INVALID = "invalid"
 
 ANNOTATION_COLUMNS = ("reason", "rule", "duplicate_of")
+LONG = T.LongType()
 
 
-def doc_schema(id_type: T.DataType = T.LongType()) -> T.StructType:
+def doc_schema(id_type: T.DataType = LONG) -> T.StructType:
     """The columns of ``cleaned/`` (and of every stage's input)."""
     return T.StructType(
         [
@@ -44,7 +45,7 @@ def doc_schema(id_type: T.DataType = T.LongType()) -> T.StructType:
     )
 
 
-def annotated_schema(id_type: T.DataType = T.LongType()) -> T.StructType:
+def annotated_schema(id_type: T.DataType = LONG) -> T.StructType:
     """A document row plus the removal annotation (the columns of ``removed/``)."""
     return T.StructType(
         doc_schema(id_type).fields

@@ -81,7 +81,7 @@ def flow_stats(annotated: DataFrame) -> dict[str, Any]:
         "docs_out": sum(r["docs"] for r in kept),
         "chars_out": int(sum(r["chars"] or 0 for r in kept)),
         "removed_by_reason": dict(sorted(by_reason.items())),
-        "removed_by_rule": dict(sorted(((f"{r['reason']}:{r['rule_name']}", r["docs"]) for r in removed))),
+        "removed_by_rule": dict(sorted((f"{r['reason']}:{r['rule_name']}", r["docs"]) for r in removed)),
     }
 
 
