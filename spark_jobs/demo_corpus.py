@@ -129,7 +129,8 @@ def near_copy(text: str, rng: random.Random, rate: float) -> str:
 def fixture_documents(prose: list[str], rng: random.Random) -> Iterator[dict]:
     """Documents that give every filter work to do, each tagged with what it is (``origin``)."""
     for lang, para in OTHER_LANGUAGES.items():
-        yield {"text": "\n".join([para] * 1 + [para.replace(". ", ".\n")]), "origin": f"other_language:{lang}"}
+        lines = para.replace(". ", ".\n").replace("。", "。\n").strip()  # one sentence a line: passes length rules
+        yield {"text": lines, "origin": f"other_language:{lang}"}
     for frag in SHORT_FRAGMENTS:
         yield {"text": frag, "origin": "short_fragment"}
     for i in range(30):
