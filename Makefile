@@ -30,8 +30,14 @@ test: install java
 lint: install
 	$(BIN)/ruff check .
 
+# What a cluster needs (docs/cluster.md): the wheel (install it on every node, or in the image), the same wheel as
+# dist/slm_pretrain.zip for --py-files (a pure-Python wheel is a zip with the packages at its root, which is what
+# zipimport reads), and the spark-submit entry file. build/ goes first: setuptools would pack its stale files too.
 dist: install
+	rm -rf build dist
 	$(BIN)/python -m pip wheel --no-deps -w dist .
+	cp dist/slm_pretrain-*.whl dist/slm_pretrain.zip
+	cp spark_jobs/submit.py dist/submit.py
 
 clean:
 	rm -rf out runs dist build *.egg-info

@@ -1,7 +1,7 @@
 """The data pipeline: ingest -> filter -> langid -> exact_dedup -> near_dedup -> pack, on Spark.
 
 ``python -m spark_jobs.pipeline --input SRC [SRC ...] --output OUT [options]`` locally, or the same arguments after
-``spark-submit [options] spark_jobs/pipeline.py`` on a cluster (the session then takes spark-submit's master).
+``spark-submit [options] spark_jobs/submit.py`` on a cluster (the session then takes spark-submit's master).
 
 Each cleaning stage annotates its input (every row, plus ``reason``/``rule``/``duplicate_of``); the annotated frame
 is written once under ``OUT/_stages/NN-name/`` and read back, so the next stage and the removed set come from the
