@@ -77,7 +77,7 @@ class PipelineConfig:
     ngram: int = opt(5, "word n-gram size for near-dedup shingles")
     dedup_fp_weight: float = opt(0.02, "LSH (b, r) search: weight of false positives (cheap: candidates are verified)")
     dedup_fn_weight: float = opt(0.98, "LSH (b, r) search: weight of false negatives (missed near-duplicates)")
-    dedup_margin: float = opt(0.1, "link a candidate pair only when its MinHash Jaccard estimate >= threshold - margin")
+    dedup_margin: float = opt(0.0, "link a candidate pair only when its MinHash Jaccard estimate >= threshold - margin")
     max_bucket_size: int = opt(10_000, "LSH buckets larger than this are logged and listed in the report (still used)")
     dedup_max_iterations: int = opt(40, "connected-components round limit; hitting it is an error")
     dedup_checkpoint: str = opt("local", "components loop lineage cut: 'local' (executor storage) or 'reliable' (files)")
@@ -178,3 +178,26 @@ def _scalar_type(typ: Any, default: Any) -> Any:
         if typ is candidate or (hasattr(typ, "__args__") and candidate in typ.__args__):
             return candidate
     return type(default) if default is not None else str
+
+
+def _fields_from(first: str, stop: str | None) -> tuple[str, ...]:
+    """Field names in declaration order from ``first`` up to (not including) ``stop``: one config section."""
+    names = [f.name for f in dataclasses.fields(PipelineConfig)]
+    return tuple(names[names.index(first) : names.index(stop) if stop else None])
+
+
+EXECUTION_ONLY = frozenset(
+    {"input", "output", "config", "stages", "master", "shuffle_partitions", "driver_memory", "dedup_checkpoint"}
+)
+"""Options that change how a run executes, never what it produces: they invalidate no finished stage."""
+
+STAGE_OPTIONS: dict[str, tuple[str, ...]] = {
+    "ingest": _fields_from("text_column", "master"),
+    "filter": _fields_from("min_lines", "languages"),
+    "langid": _fields_from("languages", "dedup_threshold"),
+    "exact_dedup": (),
+    "near_dedup": tuple(n for n in _fields_from("dedup_threshold", "tokenizer") if n not in EXECUTION_ONLY)
+    + ("seed",),
+    "pack": _fields_from("tokenizer", "seed") + ("seed",),
+}
+"""The options each stage's output depends on; a stage is redone when these or an earlier stage's change."""

@@ -22,7 +22,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from spark_jobs import storage
-from spark_jobs.config import PipelineConfig
+from spark_jobs.config import STAGE_OPTIONS, PipelineConfig
 from spark_jobs.documents import DOC_COLUMNS, Stage
 from spark_jobs.ingest import InputError, ingest
 from spark_jobs.session import get_spark
@@ -33,8 +33,6 @@ STAGE_CLASSES = {
     "exact_dedup": "spark_jobs.dedup.exact:ExactDedupStage",
     "near_dedup": "spark_jobs.dedup.near:NearDedupStage",
 }
-# Options that change how a run executes but not what it produces: they never invalidate a finished stage.
-EXECUTION_ONLY = {"input", "output", "config", "stages", "master", "shuffle_partitions", "driver_memory"}
 
 
 def load_stage(name: str) -> Stage:
@@ -43,9 +41,9 @@ def load_stage(name: str) -> Stage:
 
 
 def stage_key(cfg: PipelineConfig, names: list[str]) -> str:
-    """Identity of a stage's output: the result-affecting options, the inputs and every stage up to it."""
-    fields = sorted(set(cfg.to_dict()) - EXECUTION_ONLY)
-    return f"{cfg.hash(*fields)}:{','.join(sorted(cfg.input))}:{'>'.join(names)}"
+    """Identity of a stage's output: the inputs, every stage up to it and the options those stages depend on."""
+    fields = [f for name in names for f in STAGE_OPTIONS[name]]
+    return f"{cfg.hash(*fields) if fields else ''}:{','.join(sorted(cfg.input))}:{'>'.join(names)}"
 
 
 def run_stage(spark: SparkSession, out: str, index: int, name: str, key: str, build) -> tuple[DataFrame, bool]:
