@@ -47,7 +47,7 @@ class PipelineConfig:
     # --- filter -----------------------------------------------------------------------------------------------
     min_lines: int = opt(3, "text with fewer lines (blank ones count) is too_short (the seed's rule)")
     min_line_chars: int = opt(3, "the --min-lines longest lines of a text need this many characters (the seed's)")
-    min_words: int = opt(5, "text with fewer whitespace-separated words is too_short")
+    min_words: int = opt(5, "text with fewer words (whitespace-separated; a Han/kana character counts as one) is too_short")
     code_min_lines: int = opt(3, "code with fewer non-blank lines is too_short")
     code_min_chars: int = opt(64, "code with fewer non-whitespace characters is too_short")
     max_dup_para_frac: float = opt(0.3, "max share of paragraphs repeating an earlier one (seed, Gopher)")

@@ -1,0 +1,99 @@
+"""Arrow-batch glue between a stage's plain-Python logic and Spark.
+
+Every cleaning stage decides about documents in plain Python over a *batch* of rows (unit-testable without Spark);
+Spark only moves Arrow record batches to the Python workers and back (``mapInArrow``). A row-at-a-time UDF would pay
+Python call and serialisation overhead per document, and collecting to the driver would not scale, so neither is used.
+
+The contract is deliberately small so every stage (filter, langid, exact and near dedup) can share it:
+
+* a *batch function* ``fn(batch: pa.RecordBatch) -> Mapping[str, values]`` receives the input rows and returns only
+  the columns it computes (``reason`` and ``rule`` for a filter; also ``lang``/``lang_score`` for language ID;
+  a hash column for dedup), each a Python list or an Arrow array with one value per row;
+* :func:`merge_columns` builds the output batch in the target schema: computed columns first, then input columns
+  passed through unchanged, then nulls for anything else (so a filter never has to mention ``duplicate_of``);
+* :func:`map_batches` applies that to a DataFrame for any output schema, and :func:`annotate_batches` is the common
+  case of producing a stage's annotated frame (``annotated_schema``) from document rows;
+* :func:`count_by_rule` is the matching report helper: rules are written ``"<name>: <measured detail>"``, and a
+  stage's report counts removals by name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any
+
+import pyarrow as pa
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from spark_jobs.documents import DOC_COLUMNS, annotated_schema, arrow_schema
+
+ColumnValues = pa.Array | pa.ChunkedArray | Sequence[Any]
+"""One computed column: an Arrow array or a Python sequence, one value per input row."""
+
+BatchFn = Callable[[pa.RecordBatch], Mapping[str, ColumnValues]]
+"""Computes some output columns from one input batch (see the module docstring)."""
+
+
+def merge_columns(batch: pa.RecordBatch, computed: Mapping[str, ColumnValues], schema: pa.Schema) -> pa.RecordBatch:
+    """``batch`` reshaped to ``schema``: ``computed`` columns win, then the batch's own columns, else nulls.
+
+    Columns are cast to the schema's types, so a batch function may return plain Python lists.
+    """
+    unknown = set(computed) - set(schema.names)
+    if unknown:
+        raise KeyError(f"computed column(s) {sorted(unknown)} are not in the output schema {schema.names}")
+    arrays = []
+    for field in schema:
+        if field.name in computed:
+            values = computed[field.name]
+            array = values if isinstance(values, pa.Array | pa.ChunkedArray) else pa.array(values, type=field.type)
+        elif field.name in batch.schema.names:
+            array = batch.column(field.name)
+        else:
+            array = pa.nulls(batch.num_rows, field.type)
+        if len(array) != batch.num_rows:
+            raise ValueError(f"column {field.name!r} has {len(array)} values for {batch.num_rows} rows")
+        if isinstance(array, pa.ChunkedArray):
+            array = array.combine_chunks()
+        arrays.append(array if array.type == field.type else array.cast(field.type))
+    return pa.RecordBatch.from_arrays(arrays, schema=schema)
+
+
+def map_batches(df: DataFrame, fn: BatchFn, schema: T.StructType) -> DataFrame:
+    """Apply ``fn`` to every Arrow batch of ``df``; the result has ``schema`` (lazy, one pass, no shuffle).
+
+    ``fn`` is pickled to the Python workers, so it must be a module-level function or a picklable object (a
+    dataclass of thresholds is fine); heavy state such as a model should be loaded lazily inside the worker.
+    """
+    target = arrow_schema(schema)
+
+    def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        for batch in batches:
+            yield merge_columns(batch, fn(batch), target)
+
+    return df.mapInArrow(run, schema)
+
+
+def annotate_batches(df: DataFrame, fn: BatchFn) -> DataFrame:
+    """A stage's annotated frame: the document columns of ``df`` plus ``reason``/``rule``/``duplicate_of``.
+
+    ``doc_id`` keeps its input type (long or string), and so does ``duplicate_of``. Columns ``fn`` does not return
+    pass through (document columns) or are null (annotations), so kept rows need no explicit nulls.
+    """
+    id_type = df.schema["doc_id"].dataType
+    return map_batches(df.select(*DOC_COLUMNS), fn, annotated_schema(id_type))
+
+
+def rule_name(rule: Column) -> Column:
+    """The rule's name: its text before the first ``:`` (``"min_lines: 2 < 3"`` -> ``"min_lines"``)."""
+    return F.substring_index(rule, ":", 1)
+
+
+def count_by_rule(annotated: DataFrame) -> dict[str, int]:
+    """Removals per rule name, most frequent first: a small aggregate, the only thing brought to the driver."""
+    rows = (
+        annotated.where(F.col("reason").isNotNull()).groupBy(rule_name(F.col("rule")).alias("name")).count().collect()
+    )
+    return {row["name"]: row["count"] for row in sorted(rows, key=lambda r: (-r["count"], r["name"]))}

@@ -1,0 +1,75 @@
+"""The ``exact_dedup`` stage: documents whose whitespace-normalised texts are identical keep only the smallest doc_id.
+
+Each text is normalised (``" ".join(text.split())``: runs of any whitespace become one space, ends trimmed, done in
+Arrow's C++ kernels) and hashed with xxh3-128 per Arrow batch, so the shuffle moves 16 bytes per document instead of
+its text. Grouping is a window ``min(doc_id)`` over the hash partition: one shuffle, no join, no driver collect, and
+the result does not depend on partitioning. 128 bits make a false match among even 10^12 documents improbable
+(about 10^-15).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import xxhash
+from pyspark.sql import DataFrame, Window
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from spark_jobs.batches import ColumnValues, map_batches
+from spark_jobs.documents import DOC_COLUMNS, doc_schema
+
+REASON_EXACT_DUPLICATE = "exact_duplicate"
+HASH_RULE = "xxh3-128"
+HASH_COLUMN = "text_hash"
+TOP_GROUPS = 10
+
+
+def normalize_whitespace(texts: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
+    """``" ".join(text.split())`` for a whole column (null texts become empty), as UTF-8 bytes."""
+    words = pc.utf8_split_whitespace(pc.utf8_trim_whitespace(texts.fill_null("")))
+    return pc.binary_join(words, " ").cast(pa.binary())
+
+
+def text_hashes(batch: pa.RecordBatch) -> Mapping[str, ColumnValues]:
+    """Batch function: the 16-byte xxh3-128 digest of each normalised text."""
+    normalized = normalize_whitespace(batch.column("text")).to_pylist()
+    return {HASH_COLUMN: pa.array(list(map(xxhash.xxh3_128_digest, normalized)), type=pa.binary(16))}
+
+
+class ExactDedupStage:
+    """Stage ``exact_dedup``: rule ``xxh3-128``, ``duplicate_of`` = the kept (smallest) doc_id of the group."""
+
+    name = "exact_dedup"
+
+    def annotate(self, docs: DataFrame, cfg: Any) -> DataFrame:
+        id_type = docs.schema["doc_id"].dataType
+        hashed_schema = T.StructType(doc_schema(id_type).fields + [T.StructField(HASH_COLUMN, T.BinaryType(), False)])
+        hashed = map_batches(docs.select(*DOC_COLUMNS), text_hashes, hashed_schema)
+        kept = F.min("doc_id").over(Window.partitionBy(HASH_COLUMN))
+        is_duplicate = F.col("doc_id") != F.col("_kept")
+        return hashed.withColumn("_kept", kept).select(
+            *DOC_COLUMNS,
+            F.when(is_duplicate, F.lit(REASON_EXACT_DUPLICATE)).alias("reason"),
+            F.when(is_duplicate, F.lit(HASH_RULE)).alias("rule"),
+            F.when(is_duplicate, F.col("_kept")).alias("duplicate_of"),
+        )
+
+    def report(self, annotated: DataFrame, cfg: Any) -> dict[str, Any]:
+        """Duplicate groups (a kept document and its copies): how many, and the sizes of the largest."""
+        groups = (
+            annotated.where(F.col("reason") == REASON_EXACT_DUPLICATE)
+            .groupBy("duplicate_of")
+            .agg((F.count("*") + 1).alias("size"))
+        )
+        summary = groups.agg(F.count("*").alias("groups"), F.sum(F.col("size") - 1).alias("duplicates")).first()
+        largest = [row["size"] for row in groups.orderBy(F.desc("size"), "duplicate_of").limit(TOP_GROUPS).collect()]
+        return {
+            "hash": HASH_RULE,
+            "duplicate_groups": summary["groups"],
+            "duplicates_removed": summary["duplicates"] or 0,
+            "largest_groups": largest,
+        }

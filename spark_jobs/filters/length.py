@@ -1,0 +1,78 @@
+"""Length filters (reason ``too_short``): the seed's line rules and a word minimum for prose; size minima for code."""
+
+from __future__ import annotations
+
+import re
+
+from spark_jobs.filters.base import REASON_TOO_SHORT, DocView, LowerBound
+
+_UNSPACED_SCRIPT = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+"""Hiragana, katakana and CJK ideographs: scripts written without spaces between words."""
+
+_ASCII_WHITESPACE = bytes(c for c in range(128) if chr(c).isspace())
+"""What ``str.split()`` splits on, among ASCII characters."""
+
+
+class MinLines(LowerBound):
+    """The seed's first rule: a text with fewer than ``minimum`` lines (blank lines count) is too short."""
+
+    name = "min_lines"
+    reason = REASON_TOO_SHORT
+
+    def measure(self, doc: DocView) -> int:
+        return len(doc.lines)
+
+
+class LongestLines(LowerBound):
+    """The seed's second rule: the ``count`` longest lines must each have at least ``minimum`` characters.
+
+    Measured as the length of the ``count``-th longest line, i.e. the text needs ``count`` lines of that length;
+    a few real lines padded with near-empty ones (``"a\\nb\\n\\nSome text"``) is a fragment, not a document.
+    """
+
+    name = "longest_lines"
+    reason = REASON_TOO_SHORT
+
+    def __init__(self, minimum: int, count: int) -> None:
+        super().__init__(minimum)
+        self.count = count
+
+    def measure(self, doc: DocView) -> int:
+        return doc.kth_longest_line(self.count)
+
+
+class MinWords(LowerBound):
+    """Prose needs a few words: three lines of "ok" pass the seed's rules but teach a model nothing.
+
+    Words are whitespace-separated tokens; Chinese and Japanese are written without spaces, so there each Han or
+    kana character counts as a word too (counted only when the tokens alone fall short, which keeps it cheap).
+    """
+
+    name = "min_words"
+    reason = REASON_TOO_SHORT
+
+    def measure(self, doc: DocView) -> int:
+        words = doc.word_count
+        return words if words >= self.minimum else words + len(_UNSPACED_SCRIPT.findall(doc.text))
+
+
+class CodeMinLines(LowerBound):
+    """Code needs some non-blank lines (empty ``__init__.py`` files and one-liners are noise in a corpus)."""
+
+    name = "code_min_lines"
+    reason = REASON_TOO_SHORT
+
+    def measure(self, doc: DocView) -> int:
+        return len(doc.nonblank_lines)
+
+
+class CodeMinChars(LowerBound):
+    """Code needs some non-whitespace characters (a few lines of ``pass``/``)`` are not a program)."""
+
+    name = "code_min_chars"
+    reason = REASON_TOO_SHORT
+
+    def measure(self, doc: DocView) -> int:
+        if doc.ascii_bytes is not None:
+            return len(doc.ascii_bytes.translate(None, _ASCII_WHITESPACE))
+        return len("".join(doc.text.split()))

@@ -1,0 +1,47 @@
+"""The ``langid`` stage: fastText lid.176 language ID on Arrow batches, removal reason ``language``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+from spark_jobs.batches import annotate_batches
+from spark_jobs.documents import KIND_CODE
+from spark_jobs.langid.identify import LanguageIdentifier, LanguageRule
+from spark_jobs.langid.model import ModelSource
+
+TOP_LANGUAGES = 20
+
+
+class LangIdStage:
+    """Stage ``langid``: sets ``lang``/``lang_score`` on text documents; drops those outside ``--languages`` or
+    under ``--lang-threshold``. Code documents pass untouched (``lang`` null)."""
+
+    name = "langid"
+
+    def identifier(self, docs: DataFrame, cfg: Any) -> LanguageIdentifier:
+        return LanguageIdentifier(
+            rule=LanguageRule.parse(cfg.languages, cfg.lang_threshold),
+            window_chars=cfg.lang_window_chars,
+            window_pieces=cfg.lang_window_pieces,
+            model=ModelSource.for_spark(docs.sparkSession, cfg.lang_model),
+        )
+
+    def annotate(self, docs: DataFrame, cfg: Any) -> DataFrame:
+        return annotate_batches(docs, self.identifier(docs, cfg))
+
+    def report(self, annotated: DataFrame, cfg: Any) -> dict[str, Any]:
+        """The most frequent labels among all text documents and among the removed ones (what the rule cost)."""
+        text = annotated.where(F.col("kind") != KIND_CODE)
+        return {
+            "languages": label_counts(text),
+            "removed_languages": label_counts(text.where(F.col("reason").isNotNull())),
+        }
+
+
+def label_counts(docs: DataFrame) -> dict[str, int]:
+    """Documents per fastText label, the ``TOP_LANGUAGES`` most frequent (a tiny aggregate)."""
+    rows = docs.groupBy("lang").count().orderBy(F.desc("count"), "lang").limit(TOP_LANGUAGES).collect()
+    return {row["lang"]: row["count"] for row in rows}
