@@ -156,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     cfg = PipelineConfig.from_args(argv)
     try:
         report = run(cfg)
-    except (InputError, RuntimeError) as err:
+    except (InputError, RuntimeError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(summary(report))

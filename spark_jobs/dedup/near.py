@@ -1,0 +1,348 @@
+"""Near-duplicate removal: MinHash LSH candidates, verified edges, connected components, keep each component's min.
+
+Definitions (SPEC.md): similarity is the Jaccard index of the word n-gram sets of the lowercased, whitespace-split
+text; a document with fewer than n words is never a near-duplicate (it gets no signature, so no edge); each
+connected component of the near-duplicate graph keeps its smallest ``doc_id`` and the others are removed with
+``reason = near_duplicate`` and ``duplicate_of`` = that kept ``doc_id``.
+
+How, and why this way:
+
+1. **Signatures** (:mod:`.minhash`): per Arrow batch in numpy, bit-identical to datasketch's ``MinHash``.
+2. **Candidates**: every document is exploded into its ``b`` band keys; documents sharing a (band, key) bucket are
+   candidates. Each member is linked to the bucket's smallest ``doc_id`` only (star edges): O(bucket) edges
+   instead of O(bucket^2) pairs, which is all connected components needs, and what keeps huge buckets (thousands
+   of copies of one licence) cheap. Buckets larger than ``--max-bucket-size`` are logged and listed in the report
+   (a boilerplate cluster or degenerate documents), and still processed.
+3. **Verification**: an edge survives only when the two full signatures agree in at least
+   ``threshold - margin`` of their values (the MinHash Jaccard estimate). A chance collision in one band, or a hub
+   document that collides with many unrelated ones, therefore cannot chain unrelated documents together.
+   The band search (datasketch's, with weights ``--dedup-fp-weight``/``--dedup-fn-weight``) leans to recall
+   (0.02/0.98 gives b=17, r=7 at 0.8 and 128 permutations: candidacy 0.98 at s=0.8, against 0.40 for the
+   neutral 0.5/0.5 choice b=9, r=13), because false positives cost one verification each and false negatives are
+   duplicates left in the corpus. The default margin is 0: the estimate is unbiased, so the verified graph is a
+   sampled version of the SPEC's graph (pairs at or above the threshold). A positive margin admits pairs below the
+   threshold, and connected components turn those into longer chains: on the benchmark corpus (bench/) margin 0.1
+   raised recall from 0.997 to 0.9999 but dropped precision (removed documents with a kept one at Jaccard >= 0.7)
+   from 0.999 to 0.963.
+4. **Components** (:mod:`.components`): large-star/small-star on the verified edges, checkpointed each round.
+
+Decided behaviour for chains: A~B and B~C (both at or above the threshold) but A and C below it. Connected
+components put all three in one group, so A (the smallest) is kept and B *and* C are removed with
+``duplicate_of = A``, although C is not itself similar to A. That is the SPEC's definition (a duplicate group is
+a connected component) and the usual choice for pretraining data: C adds little that B did not, and any
+pairwise-only rule depends on the order documents are seen. The ``rule`` of each removed document shows its
+estimated Jaccard to the kept one, so chain members (low estimate) are visible in ``removed/``.
+
+Composition with exact dedup: exact copies have identical signatures, so they fall in the same buckets in every
+band, verify at 1.0 and always link to the smallest copy. Running exact dedup first therefore changes nothing
+about which documents near dedup keeps among documents with at least n words (tested).
+
+Unlike a row-wise filter, ``annotate`` runs Spark jobs before returning: signatures, buckets, verified edges and
+every components round are materialised (checkpointed), because the loop needs a convergence count per round.
+The returned frame is the (lazy) join of the input with the removals.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from spark_jobs import storage
+from spark_jobs.batches import map_batches
+from spark_jobs.dedup.components import Cut, connected_components
+from spark_jobs.dedup.minhash import Bands, MinHasher, choose_bands, exact_jaccard
+
+REASON = "near_duplicate"
+AUDIT_SAMPLE = 20
+AUDIT_CHARS = 80
+TOP = 10
+CHECKPOINT_MODES = ("local", "reliable")
+BROADCAST_ROWS = 1_000_000
+"""Up to this many removals (tens of MB) are broadcast to the final join, so the documents are not shuffled."""
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class NearDedupParams:
+    """The options this stage reads from the pipeline config, validated, plus the LSH banding derived from them."""
+
+    threshold: float
+    num_perm: int
+    ngram: int
+    seed: int
+    margin: float
+    bands: Bands
+    max_bucket_size: int
+    max_iterations: int
+    checkpoint: str
+
+    @classmethod
+    def from_config(cls, cfg: Any) -> NearDedupParams:
+        """Read and check the options (``ValueError`` with the flag's name), before any Spark work."""
+        if cfg.dedup_checkpoint not in CHECKPOINT_MODES:
+            raise ValueError(f"--dedup-checkpoint must be one of {CHECKPOINT_MODES}, not {cfg.dedup_checkpoint!r}")
+        if not 0 <= cfg.dedup_margin < cfg.dedup_threshold:
+            raise ValueError("--dedup-margin must be in [0, --dedup-threshold)")
+        if cfg.dedup_fp_weight < 0 or cfg.dedup_fn_weight < 0 or cfg.dedup_fp_weight + cfg.dedup_fn_weight <= 0:
+            raise ValueError("--dedup-fp-weight and --dedup-fn-weight must be >= 0 and not both 0")
+        if cfg.max_bucket_size < 2 or cfg.dedup_max_iterations < 1:
+            raise ValueError("--max-bucket-size must be >= 2 and --dedup-max-iterations >= 1")
+        return cls(
+            threshold=cfg.dedup_threshold,
+            num_perm=cfg.num_perm,
+            ngram=cfg.ngram,
+            seed=cfg.seed,
+            margin=cfg.dedup_margin,
+            bands=choose_bands(cfg.dedup_threshold, cfg.num_perm, cfg.dedup_fp_weight, cfg.dedup_fn_weight),
+            max_bucket_size=cfg.max_bucket_size,
+            max_iterations=cfg.dedup_max_iterations,
+            checkpoint=cfg.dedup_checkpoint,
+        )
+
+    @property
+    def min_estimate(self) -> float:
+        """The estimated Jaccard a candidate edge needs to be kept."""
+        return self.threshold - self.margin
+
+    @property
+    def rule_prefix(self) -> str:
+        """The start of every removed document's ``rule``: which banding found it."""
+        return f"minhash b={self.bands.b} r={self.bands.r}"
+
+
+# --- Spark glue -------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _SignatureColumn:
+    """Batch function for :func:`map_batches`: the ``sig`` column, null for documents with fewer than n words."""
+
+    hasher: MinHasher
+
+    def __call__(self, batch: pa.RecordBatch) -> Mapping[str, pa.Array]:
+        sigs, eligible = self.hasher.signatures(batch.column("text").to_pylist())
+        values = pa.array(sigs.view(np.int32).ravel())
+        return {"sig": pa.FixedSizeListArray.from_arrays(values, self.hasher.num_perm, mask=pa.array(~eligible))}
+
+
+def signatures(docs: DataFrame, hasher: MinHasher) -> DataFrame:
+    """``doc_id``, ``sig`` (array<int>, the uint32 values reinterpreted) for every document with an n-gram."""
+    schema = T.StructType(
+        [docs.schema["doc_id"], T.StructField("sig", T.ArrayType(T.IntegerType(), containsNull=False), True)]
+    )
+    return map_batches(docs.select("doc_id", "text"), _SignatureColumn(hasher), schema).where(F.col("sig").isNotNull())
+
+
+def band_rows(sigs: DataFrame, bands: Bands) -> DataFrame:
+    """One row per (document, band): ``doc_id``, ``band``, ``key`` (the band's r signature values)."""
+    keys = F.array(*[F.slice("sig", i * bands.r + 1, bands.r) for i in range(bands.b)])
+    return sigs.select("doc_id", F.posexplode(keys).alias("band", "key"))
+
+
+def shared_buckets(rows: DataFrame) -> DataFrame:
+    """Buckets with at least two documents: ``band``, ``key``, ``hub`` (smallest doc_id) and ``size``."""
+    buckets = rows.groupBy("band", "key").agg(F.min("doc_id").alias("hub"), F.count(F.lit(1)).alias("size"))
+    return buckets.where(F.col("size") > 1)
+
+
+def star_edges(rows: DataFrame, buckets: DataFrame) -> DataFrame:
+    """Candidate edges ``src`` -> ``dst``: each bucket member to its bucket's hub, once per pair over all bands."""
+    members = rows.join(buckets.select("band", "key", "hub"), ["band", "key"])
+    return (
+        members.where(F.col("doc_id") != F.col("hub"))
+        .select(F.col("doc_id").alias("src"), F.col("hub").alias("dst"))
+        .distinct()
+    )
+
+
+def estimated_jaccard(left: Column, right: Column, num_perm: int) -> Column:
+    """Share of equal positions of two signatures: the MinHash estimate of their documents' Jaccard index."""
+    equal = F.zip_with(left, right, lambda x, y: (x == y).cast("int"))
+    return F.aggregate(equal, F.lit(0), lambda acc, x: acc + x) / F.lit(num_perm)
+
+
+def with_estimates(pairs: DataFrame, sigs: DataFrame, num_perm: int) -> DataFrame:
+    """``pairs`` (``src``, ``dst``) plus ``est``, their signatures' Jaccard estimate (two joins, no collect)."""
+    src = sigs.select(F.col("doc_id").alias("src"), F.col("sig").alias("src_sig"))
+    dst = sigs.select(F.col("doc_id").alias("dst"), F.col("sig").alias("dst_sig"))
+    joined = pairs.join(src, "src").join(dst, "dst")
+    return joined.select("src", "dst", estimated_jaccard(F.col("src_sig"), F.col("dst_sig"), num_perm).alias("est"))
+
+
+def make_cut(docs: DataFrame, mode: str, output: str) -> Cut:
+    """Lineage cut for the materialised steps: executor-local, or reliable files under the checkpoint dir.
+
+    Lazy (see :data:`Cut`): each cut frame's first use is a statistics or convergence count, which materialises it.
+    The reliable mode uses the session's checkpoint dir (the pipeline sets ``OUTPUT/_checkpoints``), setting it
+    here only when nobody has.
+    """
+    if mode == "local":
+        return lambda df: df.localCheckpoint(eager=False)
+    sc = docs.sparkSession.sparkContext
+    if not sc.getCheckpointDir():
+        sc.setCheckpointDir(storage.spark_path(storage.join(output, "_checkpoints")))
+    return lambda df: df.checkpoint(eager=False)
+
+
+# --- statistics -------------------------------------------------------------------------------------------------
+
+
+def size_bin(size: int) -> str:
+    """Power-of-two bins for group sizes: 2, 3-4, 5-8, 9-16, ..."""
+    k = (size - 1).bit_length()
+    return "2" if k <= 1 else f"{(1 << (k - 1)) + 1}-{1 << k}"
+
+
+def size_counts(groups: DataFrame) -> dict[int, int]:
+    """Number of groups of each exact ``size`` (one job; a few hundred distinct sizes reach the driver)."""
+    return {int(row[0]): int(row[1]) for row in groups.groupBy("size").count().collect()}
+
+
+def size_histogram(counts: Mapping[int, int]) -> dict[str, int]:
+    """Group counts per :func:`size_bin`, smallest bin first."""
+    hist: dict[str, int] = {}
+    for size in sorted(counts):
+        hist[size_bin(size)] = hist.get(size_bin(size), 0) + counts[size]
+    return hist
+
+
+def largest(groups: DataFrame, columns: list[str]) -> list[dict[str, Any]]:
+    """The ``TOP`` largest groups as dicts of ``columns``: by ``size`` descending, ties by the other columns."""
+    order = [F.desc("size")] + [F.asc(c) for c in columns if c != "size"]
+    return [row.asDict() for row in groups.select(*columns).orderBy(*order).limit(TOP).collect()]
+
+
+def bucket_stats(buckets: DataFrame, params: NearDedupParams) -> dict[str, Any]:
+    """Shared-bucket size distribution, the largest buckets and how many exceed ``max_bucket_size``."""
+    counts = size_counts(buckets)
+    oversized = sum(n for size, n in counts.items() if size > params.max_bucket_size)
+    if oversized:
+        log.warning("near_dedup: %d LSH buckets hold more than %d documents", oversized, params.max_bucket_size)
+    return {
+        "shared_buckets": sum(counts.values()),
+        "bucket_sizes": size_histogram(counts),
+        "largest_buckets": largest(buckets, ["hub", "band", "size"]),
+        "oversized_buckets": oversized,
+    }
+
+
+def edge_stats(candidates: DataFrame, params: NearDedupParams) -> dict[str, int]:
+    """How many candidate edges there were and how many passed verification (one job)."""
+    passed = F.col("est") >= params.min_estimate
+    row = candidates.agg(F.count(F.lit(1)).alias("all"), F.count(F.when(passed, 1)).alias("passed")).first()
+    return {"candidate_edges": int(row["all"]), "verified_edges": int(row["passed"])}
+
+
+def audit_sample(annotated: DataFrame, removed: DataFrame, params: NearDedupParams) -> list[dict[str, Any]]:
+    """Up to ``AUDIT_SAMPLE`` removed documents (seeded choice) with their EXACT Jaccard to the kept document.
+
+    Only the sampled pairs' texts reach the driver; the exact Jaccard is the reference set computation.
+    """
+    order = F.xxhash64(F.col("doc_id"), F.lit(params.seed)).alias("order")
+    sample = (
+        removed.select(order, "doc_id", "duplicate_of", "rule", "text").orderBy("order", "doc_id").limit(AUDIT_SAMPLE)
+    )
+    kept = annotated.select(F.col("doc_id").alias("duplicate_of"), F.col("text").alias("kept_text"))
+    rows = sorted(sample.join(kept, "duplicate_of").collect(), key=lambda r: (r["order"], r["doc_id"]))
+    return [
+        {
+            "doc_id": r["doc_id"],
+            "kept_doc_id": r["duplicate_of"],
+            "exact_jaccard": round(exact_jaccard(r["text"], r["kept_text"], params.ngram), 4),
+            "rule": r["rule"],
+            "text": (r["text"] or "")[:AUDIT_CHARS],
+            "kept_text": (r["kept_text"] or "")[:AUDIT_CHARS],
+        }
+        for r in rows
+    ]
+
+
+# --- from signatures to removals --------------------------------------------------------------------------------
+
+
+def verified_edges(sigs: DataFrame, params: NearDedupParams, cut: Cut) -> tuple[DataFrame, dict[str, Any]]:
+    """Candidate star edges whose estimated Jaccard passes, and the bucket and edge statistics on the way."""
+    rows = band_rows(sigs, params.bands)
+    buckets = cut(shared_buckets(rows))
+    stats = bucket_stats(buckets, params)
+    candidates = cut(with_estimates(star_edges(rows, buckets), sigs, params.num_perm))
+    stats.update(edge_stats(candidates, params))
+    return candidates.where(F.col("est") >= params.min_estimate), stats
+
+
+def find_removals(docs: DataFrame, params: NearDedupParams, cut: Cut) -> tuple[DataFrame, dict[str, Any]]:
+    """``doc_id``, ``duplicate_of`` (its component's smallest doc_id), ``est`` for every removed document; stats."""
+    sigs = cut(signatures(docs, MinHasher(params.ngram, params.num_perm, params.seed)))
+    signed = sigs.count()
+    edges, stats = verified_edges(sigs, params, cut)
+    components = connected_components(edges, cut, params.max_iterations)
+    stats = {"signed_docs": signed, **stats, "components_rounds": components.rounds}
+    pairs = components.assignments.select(F.col("node").alias("src"), F.col("root").alias("dst"))
+    removals = with_estimates(pairs, sigs, params.num_perm).select(
+        F.col("src").alias("doc_id"), F.col("dst").alias("duplicate_of"), "est"
+    )
+    return (F.broadcast(removals) if components.size <= BROADCAST_ROWS else removals), stats
+
+
+# --- the stage --------------------------------------------------------------------------------------------------
+
+
+class NearDedupStage:
+    """MinHash LSH near-duplicate removal (see the module docstring); the pipeline's ``near_dedup`` stage."""
+
+    name = "near_dedup"
+
+    def __init__(self) -> None:
+        self._lsh_stats: dict[str, Any] | None = None
+
+    def annotate(self, docs: DataFrame, cfg: Any) -> DataFrame:
+        """Every row of ``docs`` plus ``reason``/``rule``/``duplicate_of``; runs the candidate and components jobs."""
+        params = NearDedupParams.from_config(cfg)
+        cut = make_cut(docs, params.checkpoint, cfg.output)
+        removals, self._lsh_stats = find_removals(docs, params, cut)
+        hit = F.col("duplicate_of").isNotNull()
+        rule = F.format_string(f"{params.rule_prefix} est_jaccard=%.2f", F.col("est"))
+        return docs.join(removals, "doc_id", "left").select(
+            *docs.columns,
+            F.when(hit, F.lit(REASON)).cast("string").alias("reason"),
+            F.when(hit, rule).cast("string").alias("rule"),
+            F.col("duplicate_of"),
+        )
+
+    def report(self, annotated: DataFrame, cfg: Any) -> dict[str, Any]:
+        """Parameters, S-curve, component sizes, the largest components and an exact-Jaccard audit sample.
+
+        Candidate statistics (buckets, edges, rounds) exist only when this instance ran ``annotate``; a reused
+        stage output reports the rest, which all comes from ``annotated``.
+        """
+        params = NearDedupParams.from_config(cfg)
+        removed = annotated.where(F.col("reason") == REASON)
+        groups = removed.groupBy("duplicate_of").agg((F.count(F.lit(1)) + 1).alias("size"))
+        groups = groups.withColumnRenamed("duplicate_of", "kept_doc_id")
+        sizes = size_counts(groups)
+        out: dict[str, Any] = {
+            "threshold": params.threshold,
+            "num_perm": params.num_perm,
+            "ngram": params.ngram,
+            "b": params.bands.b,
+            "r": params.bands.r,
+            "weights": {"false_positive": cfg.dedup_fp_weight, "false_negative": cfg.dedup_fn_weight},
+            "min_estimate": round(params.min_estimate, 6),
+            "s_curve": params.bands.s_curve(),
+            "components": sum(sizes.values()),
+            "component_sizes": size_histogram(sizes),
+            "largest_components": largest(groups, ["kept_doc_id", "size"]),
+            "audit": audit_sample(annotated, removed, params),
+        }
+        if self._lsh_stats is not None:
+            out["lsh"] = self._lsh_stats
+        return out

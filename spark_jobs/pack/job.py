@@ -1,0 +1,361 @@
+"""The pack stage on Spark: tokenize in parallel, shuffle token ids into seeded shards, pack and write on executors.
+
+Layout of ``packed/`` (SPEC.md): ``train/part-NNNNN.parquet`` (``--num-shards`` files), ``val/part-NNNNN.parquet``
+(:func:`val_shard_count` files), ``tokenizer/`` (``save_pretrained``), ``manifest.json`` (written last, so its
+presence means every shard it lists is complete).
+
+Where a document goes, deterministically whatever the input partitioning or core count:
+
+- ``order = xxhash64("{seed}:{doc_id}")`` (Spark's ``xxhash64``, seed 42; equal to ``xxhash.xxh64`` in Python).
+- An independently salted draw sends ``--val-fraction`` of the documents to validation:
+  ``xxhash64("{seed}:val:{doc_id}") >>> 11 < val_fraction * 2**53``.
+- Its shard is ``order mod shards`` of its split, and a shard is packed in ``(order, doc_id)`` order: a seeded
+  shuffle, so neighbouring documents in a sequence are unrelated (not all files of one repository in a row).
+
+The job, in three steps, because shards are few (10) and cores may be many, so tokenizing inside shard tasks would
+leave cores idle:
+
+1. **tokenize** (``mapInArrow``) after spreading the documents over the shuffle partitions: each document becomes a
+   list<int32> of ids; the text goes no further;
+2. **shuffle** the ids once into one partition per shard, train shards then validation shards, sorted by order;
+3. **pack** (``mapInArrow``, one task per shard): stream the ids through :class:`~spark_jobs.pack.packing.Packer`
+   into a :class:`~spark_jobs.pack.packing.ShardWriter`, and return one small stats row; data never reaches the
+   driver.
+
+Shards are written from the executors with ``pyarrow.fs``, so on a cluster ``--output`` must be shared storage
+(HDFS, S3, a network file system). An empty shard (no documents) gets a valid Parquet file with no rows, written by
+the driver, so the file names are always ``part-00000`` to ``part-{shards-1}``.
+
+The tokenizer travels by ``SparkContext.addFile`` (its ``tokenizer.json``, content-addressed), not by shared
+storage: every executor encodes with exactly the file saved to ``packed/tokenizer/``, whatever ``--tokenizer`` was.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import itertools
+import json
+import os
+import tempfile
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.fs as pafs
+from pyspark import SparkContext, SparkFiles, TaskContext
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from spark_jobs.documents import arrow_schema
+from spark_jobs.pack.packing import Packer, ShardWriter, as_list_array
+from spark_jobs.pack.tokenizer import load_tokenizer, special_token_ids, worker_tokenizer
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerFast
+
+    from spark_jobs.config import PipelineConfig
+
+PACK_FIELDS = ("tokenizer", "seq_len", "num_shards", "val_fraction", "seed")
+"""The options that change the packed output; their hash is the manifest's ``config_hash``."""
+
+SPLITS = ("train", "val")
+SHARD_COUNTS = ("sequences", "tokens", "documents")
+"""Per-shard counts in the manifest (SPEC.md names sequences and tokens; documents is extra)."""
+
+STATS_SCHEMA = T.StructType(
+    [
+        T.StructField("split", T.StringType(), False),
+        T.StructField("shard", T.IntegerType(), False),
+        T.StructField("file", T.StringType(), False),
+        T.StructField("documents", T.LongType(), False),
+        T.StructField("sequences", T.LongType(), False),
+        T.StructField("tokens", T.LongType(), False),
+        T.StructField("dropped_tokens", T.LongType(), False),
+        T.StructField("tokens_by_kind", T.MapType(T.StringType(), T.LongType(), False), False),
+    ]
+)
+"""One row per written shard, the only thing the executors send back."""
+
+
+@dataclass(frozen=True)
+class PackTask:
+    """What every pack task needs: small, shipped in the task closure. Targets number train shards first."""
+
+    root: str
+    train_shards: int
+    seq_len: int
+    bos_id: int
+    eos_id: int
+
+    def split_shard(self, target: int) -> tuple[str, int]:
+        """The split and shard number of a target (a shuffle partition)."""
+        return ("train", target) if target < self.train_shards else ("val", target - self.train_shards)
+
+
+def shard_file(split: str, shard: int) -> str:
+    """A shard's path relative to ``packed/``, as listed in the manifest."""
+    return f"{split}/part-{shard:05d}.parquet"
+
+
+def val_shard_count(num_shards: int, val_fraction: float) -> int:
+    """Validation shards: proportional to its share of the data, at least one when there is a validation split."""
+    return 0 if val_fraction <= 0 else max(1, round(num_shards * val_fraction))
+
+
+def pack_corpus(cleaned: DataFrame, cfg: PipelineConfig, out_dir: str) -> dict[str, Any]:
+    """Tokenize and pack ``cleaned`` (doc_schema rows) into ``out_dir`` (``OUT/packed``); return report totals.
+
+    Replaces any previous ``train/``, ``val/``, ``tokenizer/`` and ``manifest.json`` under ``out_dir``, so stale
+    shards of an earlier run with more shards can never be globbed together with the new ones.
+    """
+    spark = cleaned.sparkSession
+    tok = load_tokenizer(cfg.tokenizer)
+    bos_id, eos_id, pad_id = special_token_ids(tok)
+    root_uri = _root_uri(out_dir)
+    fs, root = pafs.FileSystem.from_uri(root_uri)
+    _clear_outputs(fs, root)
+    tokenizer_file = _ship_tokenizer(spark.sparkContext, _save_tokenizer(tok, fs, root))
+
+    shard_counts = {"train": cfg.num_shards, "val": val_shard_count(cfg.num_shards, cfg.val_fraction)}
+    task = PackTask(root_uri, cfg.num_shards, cfg.seq_len, bos_id, eos_id)
+    docs = _spread(_targeted(cleaned, cfg.seed, cfg.val_fraction, shard_counts))
+    tokens = _tokenize(docs, tokenizer_file)
+    stats = [row.asDict() for row in _pack(tokens, sum(shard_counts.values()), task).collect()]
+
+    manifest = _manifest(stats, shard_counts, cfg, tok, (bos_id, eos_id, pad_id), fs, root)
+    with fs.open_output_stream(f"{root}/manifest.json") as out:
+        out.write(json.dumps(manifest, indent=2).encode() + b"\n")
+    summary = _summary(manifest, shard_counts)
+    print(summary_line(summary))
+    return summary
+
+
+def _root_uri(out_dir: str) -> str:
+    """A location every process can open: bare paths made absolute (executors run elsewhere), ``s3a://`` (Hadoop's
+    scheme, which Spark users pass everywhere) spelled ``s3://`` as Arrow knows it."""
+    if "://" not in out_dir:
+        return os.path.abspath(out_dir)
+    return "s3://" + out_dir.removeprefix("s3a://") if out_dir.startswith("s3a://") else out_dir
+
+
+def _clear_outputs(fs: pafs.FileSystem, root: str) -> None:
+    """Remove the manifest first (a crash from here on leaves no manifest vouching for stale shards), then the rest."""
+    if fs.get_file_info(f"{root}/manifest.json").is_file:
+        fs.delete_file(f"{root}/manifest.json")
+    for sub in (*SPLITS, "tokenizer"):
+        fs.create_dir(f"{root}/{sub}")
+        fs.delete_dir_contents(f"{root}/{sub}")
+
+
+def _save_tokenizer(tok: PreTrainedTokenizerFast, fs: pafs.FileSystem, root: str) -> Path:
+    """``save_pretrained`` into ``packed/tokenizer/``; return a local copy of its ``tokenizer.json`` to ship.
+
+    ``save_pretrained`` writes local files only, so it goes through a temporary directory and ``pyarrow.fs`` copies
+    it to wherever ``packed/`` is. The shipped copy is named by content hash: Spark refuses two different files of
+    one name in a session, and the same tokenizer packed twice is then shipped once.
+    """
+    with tempfile.TemporaryDirectory() as tmp:
+        tok.save_pretrained(tmp)
+        pafs.copy_files(tmp, f"{root}/tokenizer", pafs.LocalFileSystem(), fs)
+        blob = Path(tmp, "tokenizer.json").read_bytes()
+    shipped = Path(tempfile.gettempdir(), "slm-pack", f"tokenizer-{hashlib.sha256(blob).hexdigest()[:16]}.json")
+    if not shipped.exists():
+        shipped.parent.mkdir(parents=True, exist_ok=True)
+        partial = shipped.with_suffix(f".{os.getpid()}.tmp")
+        partial.write_bytes(blob)
+        partial.replace(shipped)
+    return shipped
+
+
+def _ship_tokenizer(sc: SparkContext, path: Path) -> str:
+    """Register ``path`` with ``addFile`` (once per session); executors find it by name with ``SparkFiles.get``."""
+    if not any(uri.endswith("/" + path.name) for uri in sc.listFiles):
+        sc.addFile(str(path))
+    return path.name
+
+
+def _targeted(cleaned: DataFrame, seed: int, val_fraction: float, shard_counts: dict[str, int]) -> DataFrame:
+    """The columns packing needs, the seeded ``order`` and the ``target`` partition (see the module docstring)."""
+    doc_id = F.col("doc_id").cast("string")
+    order = F.xxhash64(F.concat(F.lit(f"{seed}:"), doc_id))
+    target = F.pmod(order, F.lit(shard_counts["train"]))
+    if shard_counts["val"]:
+        val_draw = F.shiftrightunsigned(F.xxhash64(F.concat(F.lit(f"{seed}:val:"), doc_id)), 11)
+        val_target = shard_counts["train"] + F.pmod(order, F.lit(shard_counts["val"]))
+        target = F.when(val_draw < F.lit(int(val_fraction * 2**53)), val_target).otherwise(target)
+    text = F.coalesce("text", F.lit(""))
+    return cleaned.select(
+        "doc_id", text.alias("text"), "kind", order.alias("order"), target.cast("int").alias("target")
+    )
+
+
+def _spread(docs: DataFrame) -> DataFrame:
+    """Hash-partition by ``order`` over the shuffle partitions (at least one per core), since tokenizing (the costly
+    step) runs on these partitions. The input's own partitioning cannot be trusted for balance: one big JSONL file
+    or one Parquet row group is one busy task whatever the partition count says."""
+    spark = docs.sparkSession
+    partitions = max(spark.sparkContext.defaultParallelism, int(spark.conf.get("spark.sql.shuffle.partitions")))
+    return docs.repartition(partitions, "order")
+
+
+def _tokenize(docs: DataFrame, tokenizer_file: str) -> DataFrame:
+    """Every column of ``docs`` but ``text``, plus ``ids`` (array<int>), computed where the documents are."""
+    fields = [field for field in docs.schema.fields if field.name != "text"]
+    schema = T.StructType([*fields, T.StructField("ids", T.ArrayType(T.IntegerType()), False)])
+    return docs.mapInArrow(functools.partial(_tokenize_partition, tokenizer_file=tokenizer_file), schema)
+
+
+def _tokenize_partition(batches: Iterator[pa.RecordBatch], tokenizer_file: str) -> Iterator[pa.RecordBatch]:
+    """``mapInArrow`` body of the tokenize step: one Arrow batch in, the same rows with ids for text out.
+
+    The tokenizer gets as many Rust threads as Spark granted the task (``spark.task.cpus``, default 1): Spark already
+    runs one task per granted core, and Rust's default of one thread per host core would have every task compete
+    with all the others. ``RAYON_NUM_THREADS`` counts when the worker first tokenizes in parallel.
+    """
+    cpus = TaskContext.get().cpus()
+    os.environ["TOKENIZERS_PARALLELISM"] = "true" if cpus > 1 else "false"
+    os.environ["RAYON_NUM_THREADS"] = str(cpus)
+    tokenizer = worker_tokenizer(SparkFiles.get(tokenizer_file))
+    for batch in batches:
+        encodings = tokenizer.encode_batch_fast(batch.column("text").to_pylist(), add_special_tokens=False)
+        ids = as_list_array([encoding.ids for encoding in encodings])
+        yield batch.drop_columns(["text"]).append_column("ids", ids)
+
+
+def _partition_keys(spark: SparkSession, partitions: int) -> list[int]:
+    """For each partition number p, a long that ``repartition(partitions, key)`` sends to partition p.
+
+    Spark places a row in partition ``pmod(hash(key), partitions)`` (Murmur3 seed 42, the SQL ``hash`` function),
+    so repartitioning by the target number itself would scatter shards: 0..9 land in only 7 of 10 partitions,
+    leaving tasks with two shards and cores with none. Asking ``hash`` for one key per partition instead puts
+    every shard alone in the partition numbered like it; :func:`_pack_partition` checks that it did.
+    """
+    candidates = spark.range(64 * partitions).select("id", F.pmod(F.hash("id"), F.lit(partitions)).alias("p"))
+    keys: dict[int, int] = {}
+    for row in candidates.collect():
+        keys.setdefault(row.p, row.id)
+    return [keys[p] for p in range(partitions)]
+
+
+def _pack(tokens: DataFrame, partitions: int, task: PackTask) -> DataFrame:
+    """One shuffle into one partition per shard, sorted by order, then packed by ``mapInArrow``: the stats rows."""
+    keys = F.array(*[F.lit(key) for key in _partition_keys(tokens.sparkSession, partitions)]).cast("array<bigint>")
+    return (
+        tokens.repartition(partitions, F.element_at(keys, F.col("target") + 1))
+        .sortWithinPartitions("order", "doc_id")
+        .select("target", "kind", "ids")
+        .mapInArrow(functools.partial(_pack_partition, task=task), STATS_SCHEMA)
+    )
+
+
+def _pack_partition(batches: Iterator[pa.RecordBatch], task: PackTask) -> Iterator[pa.RecordBatch]:
+    """``mapInArrow`` body of the pack step: stream one shard's documents into its Parquet file; yield its stats row.
+
+    Memory is one Arrow batch of documents plus at most one row group of sequences.
+    """
+    batches = (batch for batch in batches if batch.num_rows)
+    first = next(batches, None)
+    if first is None:
+        return  # an empty shard: the driver writes its file
+    target = first.column("target")[0].as_py()
+    split, shard = task.split_shard(target)
+    fs, root = pafs.FileSystem.from_uri(task.root)
+    packer = Packer(task.seq_len, task.bos_id, task.eos_id)
+    documents = 0
+    tokens_by_kind: Counter[str] = Counter()
+    with ShardWriter(fs, f"{root}/{shard_file(split, shard)}", task.seq_len) as writer:
+        for batch in itertools.chain([first], batches):
+            if pc.min_max(batch.column("target")).as_py() != {"min": target, "max": target}:
+                raise RuntimeError(f"shard {target} shares its partition: Spark no longer partitions by `hash`")
+            writer.write(packer.add(batch.column("ids")))
+            framed = pa.table({"kind": batch.column("kind"), "tokens": pc.list_value_length(batch.column("ids"))})
+            for group in framed.group_by("kind").aggregate([("tokens", "sum"), ("tokens", "count")]).to_pylist():
+                tokens_by_kind[group["kind"]] += group["tokens_sum"] + 2 * group["tokens_count"]  # BOS and EOS
+            documents += batch.num_rows
+    row = {
+        "split": split,
+        "shard": shard,
+        "file": shard_file(split, shard),
+        "documents": documents,
+        "sequences": writer.sequences,
+        "tokens": writer.sequences * task.seq_len,
+        "dropped_tokens": len(packer.remainder),
+        "tokens_by_kind": sorted(tokens_by_kind.items()),
+    }
+    yield pa.RecordBatch.from_pylist([row], schema=arrow_schema(STATS_SCHEMA))
+
+
+def _manifest(
+    stats: list[dict[str, Any]],
+    shard_counts: dict[str, int],
+    cfg: PipelineConfig,
+    tok: PreTrainedTokenizerFast,
+    special_ids: tuple[int, int, int | None],
+    fs: pafs.FileSystem,
+    root: str,
+) -> dict[str, Any]:
+    """manifest.json (SPEC.md) from the stats rows; writes the empty file of every shard that had no documents."""
+    by_file = {row["file"]: row for row in stats}
+    shards: dict[str, list[dict[str, Any]]] = {}
+    totals: dict[str, Any] = {}
+    for split in SPLITS:
+        shards[split] = []
+        for shard in range(shard_counts[split]):
+            file = shard_file(split, shard)
+            if file not in by_file:
+                with ShardWriter(fs, f"{root}/{file}", cfg.seq_len):
+                    pass
+            row = by_file.get(file, {})
+            shards[split].append({"file": file, **{key: row.get(key, 0) for key in SHARD_COUNTS}})
+        totals[split] = {key: sum(entry[key] for entry in shards[split]) for key in SHARD_COUNTS}
+    by_kind: Counter[str] = Counter()
+    for row in stats:
+        by_kind.update(dict(row["tokens_by_kind"]))
+    totals["documents"] = sum(row["documents"] for row in stats)
+    totals["tokens_by_kind"] = dict(sorted(by_kind.items()))
+    totals["dropped_tokens"] = sum(row["dropped_tokens"] for row in stats)
+    bos_id, eos_id, pad_id = special_ids
+    return {
+        "seq_len": cfg.seq_len,
+        "tokenizer": cfg.tokenizer,
+        "bos_id": bos_id,
+        "eos_id": eos_id,
+        "pad_id": pad_id,
+        "vocab_size": len(tok),
+        "shards": shards,
+        "totals": totals,
+        "config_hash": cfg.hash(*PACK_FIELDS),
+        "seed": cfg.seed,
+    }
+
+
+def _summary(manifest: dict[str, Any], shard_counts: dict[str, int]) -> dict[str, Any]:
+    """The pack entry of report.json: the manifest's totals, flattened, with the shard counts."""
+    totals = manifest["totals"]
+    return {
+        "seq_len": manifest["seq_len"],
+        "documents": totals["documents"],
+        "sequences": sum(totals[split]["sequences"] for split in SPLITS),
+        "tokens": sum(totals[split]["tokens"] for split in SPLITS),
+        "dropped_tokens": totals["dropped_tokens"],
+        "tokens_by_kind": totals["tokens_by_kind"],
+        **{split: {"shards": shard_counts[split], **totals[split]} for split in SPLITS},
+        "tokenizer": manifest["tokenizer"],
+        "config_hash": manifest["config_hash"],
+    }
+
+
+def summary_line(summary: dict[str, Any]) -> str:
+    """One line for the console: total tokens, sequences, tokens per sequence, and where they went."""
+    train, val = summary["train"], summary["val"]
+    return (
+        f"pack: {summary['tokens']:,} tokens in {summary['sequences']:,} sequences of {summary['seq_len']:,} tokens "
+        f"(train {train['sequences']:,} in {train['shards']} shards, val {val['sequences']:,} in {val['shards']}) "
+        f"from {summary['documents']:,} documents; {summary['dropped_tokens']:,} tail tokens dropped"
+    )

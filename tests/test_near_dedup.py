@@ -1,0 +1,240 @@
+"""The near_dedup stage on a small corpus with known Jaccard indices: what is caught, what is kept, and why.
+
+One annotate run on a one-partition input serves most tests (Spark jobs dominate the runtime); a second run on
+seven partitions checks determinism, a third runs near dedup after the exact_dedup stage.
+"""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from pyspark.sql import functions as F
+
+from spark_jobs.config import PipelineConfig
+from spark_jobs.dedup.exact import ExactDedupStage
+from spark_jobs.dedup.minhash import exact_jaccard
+from spark_jobs.dedup.near import (
+    REASON,
+    NearDedupParams,
+    NearDedupStage,
+    band_rows,
+    shared_buckets,
+    size_bin,
+    star_edges,
+    with_estimates,
+)
+from spark_jobs.documents import doc_schema
+
+N = 5
+RNG = random.Random(1234)
+
+
+def fresh_words(count: int) -> list[str]:
+    """Words never used before in this corpus, so every n-gram of a base text is unique to it."""
+    return [f"w{RNG.randrange(10**12)}" for _ in range(count)]
+
+
+def replace(words: list[str], k: int, start: int) -> list[str]:
+    """``k`` words replaced at positions ``start``, ``start + 15``, ...: each replacement changes exactly N n-grams.
+
+    With S n-grams and k spaced replacements the Jaccard index is (S - N k) / (S + N k).
+    """
+    out = list(words)
+    for i in range(k):
+        out[start + 15 * i] = fresh_words(1)[0]
+    return out
+
+
+def text(words: list[str]) -> str:
+    return " ".join(words)
+
+
+BASE = {name: fresh_words(400) for name in ("p95", "p50", "chain", "copies", "reverse", "case", "code")}
+CHAIN_B = replace(BASE["chain"], 6, start=10)  # J(A, B) = (396 - 30) / (396 + 30) = 0.86
+CHAIN_C = replace(CHAIN_B, 6, start=200)  # J(B, C) = 0.86, J(A, C) = (396 - 60) / (396 + 60) = 0.74
+
+CORPUS: dict[int, tuple[str | None, str]] = {
+    10: (text(BASE["p95"]), "text"),
+    11: (text(replace(BASE["p95"], 2, start=100)), "text"),  # J = 0.951: caught
+    20: (text(BASE["p50"]), "text"),
+    21: (text(replace(BASE["p50"], 26, start=7)), "text"),  # J = 0.5: kept
+    30: (text(BASE["chain"]), "text"),
+    31: (text(CHAIN_B), "text"),
+    32: (text(CHAIN_C), "text"),
+    40: (text(BASE["copies"]), "text"),
+    41: (text(BASE["copies"]), "text"),  # exact copies
+    42: (text(BASE["copies"]), "text"),
+    43: (text(replace(BASE["copies"], 2, start=50)), "text"),
+    60: (text(BASE["reverse"]), "text"),
+    6: (text(replace(BASE["reverse"], 1, start=300)), "text"),  # the near copy has the smaller id: it is kept
+    70: ("four words only here", "text"),
+    71: ("four words only here", "text"),  # identical but shorter than n words: never a near-duplicate
+    72: ("Four   words only\there", "text"),
+    80: (None, "text"),
+    81: ("", "text"),
+    100: (text(BASE["case"]), "text"),
+    101: ("\t".join(BASE["case"]).upper(), "text"),  # same words after lowercasing and splitting
+    110: ("\n".join(BASE["code"]), "code"),
+    111: ("\n".join(replace(BASE["code"], 1, start=20)), "code"),
+    **{200 + i: (text(fresh_words(300)), "text") for i in range(8)},  # unrelated
+}
+
+
+def cfg_for(tmp, **overrides) -> PipelineConfig:
+    return PipelineConfig(input=["unused"], output=str(tmp), **overrides)
+
+
+def docs_frame(spark, ids=None):
+    rows = [
+        (i, t, kind, "test://corpus", None, None, None) for i, (t, kind) in CORPUS.items() if ids is None or i in ids
+    ]
+    return spark.createDataFrame(rows, doc_schema())
+
+
+def collect(annotated) -> dict[int, tuple]:
+    return {r["doc_id"]: (r["reason"], r["rule"], r["duplicate_of"]) for r in annotated.collect()}
+
+
+@pytest.fixture(scope="module")
+def run(spark, tmp_path_factory):
+    """One annotate run on a one-partition input: (stage, cfg, annotated frame, {doc_id: annotation})."""
+    cfg = cfg_for(tmp_path_factory.mktemp("near"))
+    stage = NearDedupStage()
+    annotated = stage.annotate(docs_frame(spark).repartition(1), cfg).localCheckpoint()
+    return stage, cfg, annotated, collect(annotated)
+
+
+def kept(result: dict[int, tuple]) -> set[int]:
+    return {i for i, (reason, _, _) in result.items() if reason is None}
+
+
+def test_corpus_has_the_intended_similarities():
+    j = {
+        pair: exact_jaccard(CORPUS[pair[0]][0], CORPUS[pair[1]][0], N)
+        for pair in [(10, 11), (20, 21), (30, 31), (31, 32), (30, 32), (100, 101)]
+    }
+    assert j[(10, 11)] == pytest.approx(0.951, abs=0.002)
+    assert j[(20, 21)] == pytest.approx(0.5, abs=0.01)
+    assert j[(30, 31)] >= 0.85 and j[(31, 32)] >= 0.85 and j[(30, 32)] < 0.75
+    assert j[(100, 101)] == 1.0
+
+
+def test_every_row_comes_back_with_the_annotation_columns(run):
+    _, _, annotated, result = run
+    assert set(result) == set(CORPUS)
+    assert annotated.columns == doc_schema().fieldNames() + ["reason", "rule", "duplicate_of"]
+    assert dict(annotated.dtypes)["duplicate_of"] == "bigint"
+
+
+def test_high_jaccard_caught_low_jaccard_kept(run):
+    result = run[3]
+    assert result[11][0] == REASON and result[11][2] == 10
+    assert result[10] == (None, None, None)
+    assert result[20] == result[21] == (None, None, None)
+    assert result[6] == (None, None, None) and result[60][2] == 6  # smallest doc_id kept, not first seen
+    assert result[111][2] == 110  # code documents are near-deduplicated too
+    assert result[101][2] == 100  # case and whitespace do not matter
+    assert all(result[200 + i][0] is None for i in range(8))
+
+
+def test_rule_names_the_bands_and_the_estimate(run):
+    reason, rule, _ = run[3][11]
+    params = NearDedupParams.from_config(run[1])
+    assert rule.startswith(f"minhash b={params.bands.b} r={params.bands.r} est_jaccard=")
+    assert abs(float(rule.rsplit("=", 1)[1]) - 0.951) < 0.08
+
+
+def test_short_empty_and_null_documents_are_never_near_duplicates(run):
+    result = run[3]
+    for doc_id in (70, 71, 72, 80, 81):
+        assert result[doc_id] == (None, None, None)
+
+
+def test_adversarial_chain_is_one_component_keeping_its_smallest(run):
+    """A~B, B~C, A not~C: connected components remove B and C, both pointing at A (the documented choice)."""
+    result = run[3]
+    assert result[30][0] is None
+    assert result[31][2] == 30 and result[32][2] == 30
+    assert float(result[32][1].rsplit("=", 1)[1]) < 0.8  # the rule shows C is only a chain member of A's group
+
+
+def test_exact_copies_point_at_the_smallest_copy(run):
+    result = run[3]
+    assert result[40][0] is None and {result[i][2] for i in (41, 42, 43)} == {40}
+
+
+def test_exact_then_near_keeps_what_near_alone_keeps(spark, run, tmp_path):
+    """Exact duplicates have Jaccard 1, so near dedup already removes them: the two stages commute."""
+    docs = docs_frame(spark)
+    exact = ExactDedupStage().annotate(docs, cfg_for(tmp_path))
+    exact_kept = {r["doc_id"] for r in exact.where(F.col("reason").isNull()).select("doc_id").collect()}
+    after_exact = NearDedupStage().annotate(docs.where(F.col("doc_id").isin(exact_kept)), cfg_for(tmp_path))
+    near_alone = kept(run[3])
+    assert kept(collect(after_exact)) == near_alone & exact_kept
+    long_exact_copies = {i for i in set(CORPUS) - exact_kept if len((CORPUS[i][0] or "").split()) >= N}
+    assert long_exact_copies and not long_exact_copies & near_alone
+
+
+def test_output_is_identical_across_partitionings_and_checkpoint_modes(spark, run, tmp_path):
+    cfg = cfg_for(tmp_path, dedup_checkpoint="reliable")
+    seven = NearDedupStage().annotate(docs_frame(spark).repartition(7), cfg)
+    assert seven.rdd.getNumPartitions() > 0
+    assert collect(seven) == run[3]
+    assert sorted(run[2].collect()) == sorted(seven.collect())
+
+
+def test_report(run):
+    stage, cfg, annotated, result = run
+    report = stage.report(annotated, cfg)
+    params = NearDedupParams.from_config(cfg)
+    assert (report["b"], report["r"]) == (params.bands.b, params.bands.r)
+    assert list(report["s_curve"]) == [f"{s / 10:.1f}" for s in range(1, 11)]
+    # groups: {10,11} {30,31,32} {40,41,42,43} {6,60} {100,101} {110,111}
+    assert report["components"] == 6
+    assert report["component_sizes"] == {"2": 4, "3-4": 2}
+    assert report["largest_components"][0] == {"kept_doc_id": 40, "size": 4}
+    removed = {i for i, (reason, _, _) in result.items() if reason == REASON}
+    assert len(report["audit"]) == len(removed)  # fewer than 20 removed: all of them
+    for entry in report["audit"]:
+        expected = exact_jaccard(CORPUS[entry["doc_id"]][0], CORPUS[entry["kept_doc_id"]][0], N)
+        assert entry["exact_jaccard"] == pytest.approx(expected, abs=1e-4)
+        assert entry["text"] == (CORPUS[entry["doc_id"]][0] or "")[:80]
+    lsh = report["lsh"]
+    assert lsh["signed_docs"] == len(CORPUS) - 5  # the short, empty and null documents get no signature
+    assert lsh["verified_edges"] <= lsh["candidate_edges"]
+    assert isinstance(lsh["components_rounds"], int) and lsh["oversized_buckets"] == 0
+
+
+def test_verification_stops_a_hub_from_chaining_unrelated_documents(spark):
+    """H shares one band with X and another with Y; X and Y share nothing. Only verified edges may link them."""
+    # 8 permutations, 4 bands of 2: H agrees with X on band 0 only, with Y on band 1 only
+    sigs = spark.createDataFrame(
+        [(1, [5, 5, 1, 1, 2, 2, 3, 3]), (2, [5, 5, 9, 9, 8, 8, 7, 7]), (3, [6, 6, 1, 1, 4, 4, 0, 0])],
+        "doc_id long, sig array<int>",
+    )
+    params = NearDedupParams.from_config(cfg_for("unused", num_perm=8, dedup_fp_weight=0.5, dedup_fn_weight=0.5))
+    rows = band_rows(sigs, type(params.bands)(b=4, r=2))
+    edges = with_estimates(star_edges(rows, shared_buckets(rows)), sigs, 8).collect()
+    assert sorted((e["src"], e["dst"], e["est"]) for e in edges) == [(2, 1, 0.25), (3, 1, 0.25)]
+    assert all(e["est"] < params.min_estimate for e in edges)  # so neither becomes an edge of the graph
+
+
+def test_size_bins():
+    assert [size_bin(s) for s in (2, 3, 4, 5, 8, 9, 16, 17)] == [
+        "2",
+        "3-4",
+        "3-4",
+        "5-8",
+        "5-8",
+        "9-16",
+        "9-16",
+        "17-32",
+    ]
+
+
+def test_bad_options_fail_before_any_spark_work(tmp_path):
+    with pytest.raises(ValueError, match="dedup-checkpoint"):
+        NearDedupParams.from_config(cfg_for(tmp_path, dedup_checkpoint="sometimes"))
+    with pytest.raises(ValueError, match="margin"):
+        NearDedupParams.from_config(cfg_for(tmp_path, dedup_margin=0.9))
