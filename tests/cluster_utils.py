@@ -141,8 +141,15 @@ class StandaloneCluster:
         self.logs.mkdir(parents=True, exist_ok=True)
         cwd.mkdir(parents=True, exist_ok=True)
         with (self.logs / f"{name}.log").open("wb") as log:
-            proc = subprocess.Popen(argv, cwd=cwd, env={**spark_env(), **(env or {})}, stdout=log,
-                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+            proc = subprocess.Popen(
+                argv,
+                cwd=cwd,
+                env={**spark_env(), **(env or {})},
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
         self.started.append(proc)
         return proc
 
@@ -151,23 +158,58 @@ class StandaloneCluster:
         :meth:`wait_ready` waits for them)."""
         spark_class = str(SPARK_BIN / "spark-class")
         if self.entrypoint:
-            self.master = self.spawn("master", ["bash", str(self.entrypoint), "master"], self.root, {
-                "SPARK_MASTER_HOST": "127.0.0.1", "SPARK_MASTER_PORT": str(self.port),
-                "SPARK_MASTER_WEBUI_PORT": str(self.ui_port)})
+            self.master = self.spawn(
+                "master",
+                ["bash", str(self.entrypoint), "master"],
+                self.root,
+                {
+                    "SPARK_MASTER_HOST": "127.0.0.1",
+                    "SPARK_MASTER_PORT": str(self.port),
+                    "SPARK_MASTER_WEBUI_PORT": str(self.ui_port),
+                },
+            )
         else:
-            self.master = self.spawn("master", [spark_class, "org.apache.spark.deploy.master.Master", "--host",
-                                                 "127.0.0.1", "--port", str(self.port), "--webui-port",
-                                                 str(self.ui_port)], self.root)
+            self.master = self.spawn(
+                "master",
+                [
+                    spark_class,
+                    "org.apache.spark.deploy.master.Master",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(self.port),
+                    "--webui-port",
+                    str(self.ui_port),
+                ],
+                self.root,
+            )
         self._wait(lambda s: s is not None, timeout, "master web UI")
         for i in range(self.n_workers):
             if self.entrypoint:
                 argv = ["bash", str(self.entrypoint), "worker", "--host", "127.0.0.1"]
-                env = {"SPARK_MASTER_URL": self.url, "SPARK_WORKER_CORES": "1", "SPARK_WORKER_MEMORY": "1g",
-                       "SPARK_WORKER_WEBUI_PORT": str(free_port()), "SPARK_WORKER_DIR": str(self.work_dir(i))}
+                env = {
+                    "SPARK_MASTER_URL": self.url,
+                    "SPARK_WORKER_CORES": "1",
+                    "SPARK_WORKER_MEMORY": "1g",
+                    "SPARK_WORKER_WEBUI_PORT": str(free_port()),
+                    "SPARK_WORKER_DIR": str(self.work_dir(i)),
+                }
             else:
-                argv = [spark_class, "org.apache.spark.deploy.worker.Worker", self.url, "--host", "127.0.0.1",
-                        "--cores", "1", "--memory", "1g", "--webui-port", str(free_port()),
-                        "--work-dir", str(self.work_dir(i))]
+                argv = [
+                    spark_class,
+                    "org.apache.spark.deploy.worker.Worker",
+                    self.url,
+                    "--host",
+                    "127.0.0.1",
+                    "--cores",
+                    "1",
+                    "--memory",
+                    "1g",
+                    "--webui-port",
+                    str(free_port()),
+                    "--work-dir",
+                    str(self.work_dir(i)),
+                ]
                 env = {}
             self.workers.append(self.spawn(f"worker-{i}", argv, self.work_dir(i), env))
 
@@ -214,8 +256,9 @@ class StandaloneCluster:
                 found[argv[argv.index("--executor-id") + 1]] = child
         return found
 
-    def kill_busy_executor(self, worker: int, driver_ui_port: int, job: subprocess.Popen,
-                           ready: Callable[[], bool], timeout: float) -> str:
+    def kill_busy_executor(
+        self, worker: int, driver_ui_port: int, job: subprocess.Popen, ready: Callable[[], bool], timeout: float
+    ) -> str:
         """SIGKILL an executor of worker ``worker`` while it runs a task, once ``ready()``; return its id.
 
         A task can end between looking and killing, so the executor is first frozen (SIGSTOP: it can neither finish
@@ -250,8 +293,9 @@ class StandaloneCluster:
 
     def submit(self, argv: list[str], log_name: str) -> subprocess.Popen:
         """Start ``spark-submit --master URL ARGV`` (client mode, driver on this machine) as an owned child."""
-        return self.spawn(log_name, [str(SPARK_BIN / "spark-submit"), "--master", self.url, *argv],
-                           self.root / "driver")
+        return self.spawn(
+            log_name, [str(SPARK_BIN / "spark-submit"), "--master", self.url, *argv], self.root / "driver"
+        )
 
     def owned_processes(self) -> list[psutil.Process]:
         """Everything this cluster started: the spawned processes, their descendants, and any process whose working
@@ -310,8 +354,11 @@ def _alive(proc: psutil.Process) -> bool:
 
 def file_digests(folder: Path) -> dict[str, str]:
     """SHA-256 of every file under ``folder``, by relative path (for byte-for-byte output comparisons)."""
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 def _stage_facts(stage: dict[str, Any]) -> dict[str, Any]:
@@ -334,8 +381,10 @@ def snapshot(out: Path) -> dict[str, Any]:
     removed = pq.read_table(out / "removed", columns=["doc_id", "reason", "rule", "duplicate_of"]).to_pylist()
     report = json.loads((out / "report.json").read_text())
     snap: dict[str, Any] = {
-        "cleaned": {r["doc_id"]: (hashlib.sha256((r["text"] or "").encode()).hexdigest(), r["kind"], r["source"],
-                                  r["lang"]) for r in cleaned},
+        "cleaned": {
+            r["doc_id"]: (hashlib.sha256((r["text"] or "").encode()).hexdigest(), r["kind"], r["source"], r["lang"])
+            for r in cleaned
+        },
         "removed": {r["doc_id"]: (r["reason"], r["rule"], r["duplicate_of"]) for r in removed},
         "rows": (len(cleaned), len(removed)),
         "accounting": report["accounting"],

@@ -24,8 +24,18 @@ from tests.cluster_utils import ROOT, StandaloneCluster, free_port, importable_s
 pytestmark = pytest.mark.slow
 
 STAGES = importable_stages()
-PIPELINE_ARGS = ["--stages", ",".join(STAGES), "--seq-len", "32", "--num-shards", "4", "--val-fraction", "0.05",
-                 "--dedup-checkpoint", "reliable"]
+PIPELINE_ARGS = [
+    "--stages",
+    ",".join(STAGES),
+    "--seq-len",
+    "32",
+    "--num-shards",
+    "4",
+    "--val-fraction",
+    "0.05",
+    "--dedup-checkpoint",
+    "reliable",
+]
 ENTRY = ROOT / "spark_jobs" / "submit.py"
 SUBMIT_TIMEOUT = 240
 
@@ -49,8 +59,23 @@ def py_files(tmp_path_factory: pytest.TempPathFactory) -> Path:
         shutil.copytree(ROOT / package, src / package, ignore=ignore)
     for name in ("pyproject.toml", "README.md"):
         shutil.copyfile(ROOT / name, src / name)
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
-                    str(base / "dist"), str(src)], check=True, capture_output=True, timeout=300)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(base / "dist"),
+            str(src),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
     (wheel,) = (base / "dist").glob("slm_pretrain-*.whl")
     return Path(shutil.copyfile(wheel, base / "dist" / "slm_pretrain.zip"))
 
@@ -90,8 +115,20 @@ def local_reference(cluster: StandaloneCluster, corpus: list[str]) -> Background
     cluster run must equal. It runs while the cluster job runs (most of a small Spark job is waiting, not
     computing), owned by the cluster fixture so that its teardown ends it too."""
     out = cluster.root / "local" / "out"
-    argv = [sys.executable, "-m", "spark_jobs.pipeline", "--master", "local[2]", "--driver-memory", "1g",
-            "--input", *corpus, "--output", str(out), *PIPELINE_ARGS]
+    argv = [
+        sys.executable,
+        "-m",
+        "spark_jobs.pipeline",
+        "--master",
+        "local[2]",
+        "--driver-memory",
+        "1g",
+        "--input",
+        *corpus,
+        "--output",
+        str(out),
+        *PIPELINE_ARGS,
+    ]
     proc = cluster.spawn("local", argv, out.parent, {"PYTHONPATH": str(ROOT)})
     return BackgroundRun(proc, out, cluster.logs / "local.log")
 
@@ -100,32 +137,59 @@ def submit_argv(py_files: Path, corpus: list[str], out: Path, ui_port: int) -> l
     """The spark-submit arguments of docs/cluster.md, sized for two 1-core, 1 GiB workers (driver UI on for its
     REST API, which tells the test which executor is running tasks)."""
     return [
-        "--driver-memory", "1g", "--executor-memory", "1g", "--executor-cores", "1",
-        "--conf", f"spark.pyspark.python={sys.executable}",
-        "--conf", f"spark.pyspark.driver.python={sys.executable}",
-        "--conf", "spark.sql.shuffle.partitions=4",
-        "--conf", "spark.default.parallelism=4",
-        "--conf", "spark.driver.host=127.0.0.1",
-        "--conf", f"spark.ui.port={ui_port}",
-        "--conf", "spark.ui.showConsoleProgress=false",
-        "--py-files", str(py_files),
-        str(ENTRY), "--input", *corpus, "--output", str(out), *PIPELINE_ARGS,
+        "--driver-memory",
+        "1g",
+        "--executor-memory",
+        "1g",
+        "--executor-cores",
+        "1",
+        "--conf",
+        f"spark.pyspark.python={sys.executable}",
+        "--conf",
+        f"spark.pyspark.driver.python={sys.executable}",
+        "--conf",
+        "spark.sql.shuffle.partitions=4",
+        "--conf",
+        "spark.default.parallelism=4",
+        "--conf",
+        "spark.driver.host=127.0.0.1",
+        "--conf",
+        f"spark.ui.port={ui_port}",
+        "--conf",
+        "spark.ui.showConsoleProgress=false",
+        "--py-files",
+        str(py_files),
+        str(ENTRY),
+        "--input",
+        *corpus,
+        "--output",
+        str(out),
+        *PIPELINE_ARGS,
     ]
 
 
 def test_dist_zip_alone_provides_the_packages(py_files: Path, tmp_path: Path) -> None:
     """Executors import the project from the zip: it must hold all three packages and win over an installed copy."""
-    code = ("import importlib.util, spark_jobs.pipeline; print(spark_jobs.pipeline.__file__, "
-            "*(importlib.util.find_spec(p).origin for p in ('model_surgery', 'train')))")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=120,
-                          env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(py_files)})
+    code = (
+        "import importlib.util, spark_jobs.pipeline; print(spark_jobs.pipeline.__file__, "
+        "*(importlib.util.find_spec(p).origin for p in ('model_surgery', 'train')))"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=120,
+        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(py_files)},
+    )
     assert proc.returncode == 0, proc.stderr
     paths = proc.stdout.split()
     assert len(paths) == 3 and all(path.startswith(str(py_files) + "/") for path in paths), paths
 
 
-def test_spark_submit_survives_a_killed_executor_and_equals_local_run(cluster, py_files, corpus, local_reference,
-                                                                       tmp_path):
+def test_spark_submit_survives_a_killed_executor_and_equals_local_run(
+    cluster, py_files, corpus, local_reference, tmp_path
+):
     """spark-submit on the standalone cluster; once the first stage is written, one executor is SIGKILLed in the
     middle of a task. Spark must rerun the lost work on a replacement executor, and the result must be exactly the
     local run's: same documents kept and removed (none twice), same packed bytes, same report."""

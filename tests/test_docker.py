@@ -82,8 +82,11 @@ def test_dockerfile_pins_match_the_project(dockerfile: Path) -> None:
 @pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.name)
 def test_dockerfile_copies_only_what_the_build_context_keeps(dockerfile: Path) -> None:
     """Every COPY source exists and survives .dockerignore (else ``docker build`` fails on a fresh checkout)."""
-    ignored = [line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines()
-               if line.strip() and not line.startswith("#")]
+    ignored = [
+        line.strip()
+        for line in (ROOT / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
     for word, args in instructions(dockerfile):
         if word != "COPY" or "--from" in args:
             continue
@@ -91,8 +94,12 @@ def test_dockerfile_copies_only_what_the_build_context_keeps(dockerfile: Path) -
         for source in sources:
             assert (ROOT / source).exists(), f"{dockerfile.name}: COPY {source}: not in the repository"
             parts = Path(source).parts
-            hits = [pat for pat in ignored for i in range(len(parts))
-                    if fnmatch.fnmatch("/".join(parts[: i + 1]), pat.removeprefix("**/"))]
+            hits = [
+                pat
+                for pat in ignored
+                for i in range(len(parts))
+                if fnmatch.fnmatch("/".join(parts[: i + 1]), pat.removeprefix("**/"))
+            ]
             assert not hits, f"{dockerfile.name}: COPY {source} is excluded by .dockerignore {hits}"
 
 
@@ -119,8 +126,14 @@ def test_entrypoint_roles_start_a_cluster_and_submit(tmp_path: Path) -> None:
         cluster.wait_ready()
         env = {**spark_env(), "SPARK_MASTER_URL": cluster.url, "SPARK_DRIVER_BIND_ADDRESS": "127.0.0.1"}
         for role in ("submit", "driver"):  # driver: what a Kubernetes driver pod runs
-            proc = subprocess.run(["bash", str(ENTRYPOINT), role, "--version"], capture_output=True, text=True,
-                                  timeout=120, env=env, cwd=tmp_path)
+            proc = subprocess.run(
+                ["bash", str(ENTRYPOINT), role, "--version"],
+                capture_output=True,
+                text=True,
+                timeout=120,
+                env=env,
+                cwd=tmp_path,
+            )
             assert proc.returncode == 0, proc.stderr
             assert "version" in proc.stdout + proc.stderr
     finally:
@@ -156,7 +169,7 @@ def test_compose_submit_runs_the_entry_file_on_the_demo_corpus(compose: dict, tm
     entry = next(i for i, arg in enumerate(command) if arg.endswith(".py"))
     assert command[entry] == "/opt/slm/submit.py"
     assert "cp src/spark_jobs/submit.py /opt/slm/submit.py" in (DOCKER / "spark.Dockerfile").read_text()
-    cfg = PipelineConfig.from_args(command[entry + 1:])
+    cfg = PipelineConfig.from_args(command[entry + 1 :])
     corpus_dir = compose["services"]["corpus"]["entrypoint"][-1]
     written = write_demo_corpus(str(tmp_path / "corpus"))
     assert cfg.input == [p.replace(str(tmp_path / "corpus"), corpus_dir) for p in written]

@@ -41,15 +41,30 @@ def corpus(tmp_path: Path) -> dict[str, Path]:
     """One source of each kind, with bad rows mixed in."""
     d = tmp_path / "in"
     d.mkdir()
-    write_jsonl(d / "a.jsonl", [json.dumps({"text": PROSE + f" {i}", "lang_hint": "en", "n": i}).encode()
-                                for i in range(5)] + [b"{not json", b'{"text": "bad \xff byte"}', b"",
-                                                      json.dumps({"text": None}).encode(),
-                                                      json.dumps({"body": "no text field"}).encode(),
-                                                      json.dumps({"text": "  "}).encode()])
+    write_jsonl(
+        d / "a.jsonl",
+        [json.dumps({"text": PROSE + f" {i}", "lang_hint": "en", "n": i}).encode() for i in range(5)]
+        + [
+            b"{not json",
+            b'{"text": "bad \xff byte"}',
+            b"",
+            json.dumps({"text": None}).encode(),
+            json.dumps({"body": "no text field"}).encode(),
+            json.dumps({"text": "  "}).encode(),
+        ],
+    )
     write_jsonl(d / "b.jsonl.gz", [json.dumps({"text": PROSE + " gz", "kind": "text"}).encode()])
-    pq.write_table(pa.table({"text": [PROSE + f" pq {i}" for i in range(50)], "id": list(range(100, 150)),
-                             "url": [f"https://example.org/{i}" for i in range(50)]}), d / "c.parquet",
-                   row_group_size=7)
+    pq.write_table(
+        pa.table(
+            {
+                "text": [PROSE + f" pq {i}" for i in range(50)],
+                "id": list(range(100, 150)),
+                "url": [f"https://example.org/{i}" for i in range(50)],
+            }
+        ),
+        d / "c.parquet",
+        row_group_size=7,
+    )
     (d / "notes.txt").write_text(PROSE + "\nfrom a text file")
     code = tmp_path / "repo"
     (code / "pkg").mkdir(parents=True)
@@ -97,8 +112,10 @@ def test_parquet_units_split_by_row_group_keep_ids_and_positions(corpus):
 
 
 def test_string_ids_switch_the_run_to_string_doc_ids(tmp_path):
-    write_jsonl(tmp_path / "s.jsonl", [json.dumps({"id": "doc-a", "text": PROSE}).encode(),
-                                       json.dumps({"text": PROSE}).encode()])
+    write_jsonl(
+        tmp_path / "s.jsonl",
+        [json.dumps({"id": "doc-a", "text": PROSE}).encode(), json.dumps({"text": PROSE}).encode()],
+    )
     plan = plan_inputs([str(tmp_path / "s.jsonl")], ".py", "id", "text")
     assert plan.id_type == "string"
     rows = rows_of(read_unit(plan.units[0], ReadOptions(id_type=plan.id_type)))
@@ -121,8 +138,21 @@ def test_bad_inputs_give_one_line_errors(tmp_path):
 
 def test_cli_reports_bad_input_in_one_line(tmp_path):
     pq.write_table(pa.table({"body": ["x"]}), tmp_path / "notext.parquet")
-    proc = subprocess.run([sys.executable, "-m", "spark_jobs.pipeline", "--input", str(tmp_path / "notext.parquet"),
-                           "--output", str(tmp_path / "out")], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "spark_jobs.pipeline",
+            "--input",
+            str(tmp_path / "notext.parquet"),
+            "--output",
+            str(tmp_path / "out"),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+    )
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines()[-1].startswith("error: Parquet file")
     assert "Traceback" not in proc.stderr

@@ -1,0 +1,146 @@
+"""Pack throughput against the raw Rust tokenizer on the same text and the same cores (not a test).
+
+    .venv/bin/python bench/bench_pack.py [--cores 2] [--max-mb 40] [--repeats 2] [--task-cpus 1]
+
+The corpus is this interpreter's standard library (``.py`` files, kind ``code``) plus the ``pydoc_data`` topics
+(kind ``text``), written once to Parquet as ``cleaned/`` would be. The baseline is what the tokenizer alone does
+with all the cores: ``encode_batch_fast`` over 1024-document batches with its own Rust thread pool (RAYON_NUM_THREADS
+= cores), ids taken out to Python as any consumer must. The pack job is ``pack_corpus`` on a local[cores] Spark
+session: read, spread, tokenize, seeded shuffle, sort, pack, write Parquet shards and the manifest. Spark and its
+Python workers are warmed on a small slice first, so the figure is the steady state of a pipeline, not JVM start-up.
+
+Two ratios are printed. Wall clock is the target's measure, but on a shared machine other tenants' load drifts
+between runs, so raw and pack runs alternate (``--repeats``) and the best of each counts. CPU time (all threads of
+the driver, the JVM and its Python workers) measures the work each side does, which that load barely moves.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import sysconfig
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+os.environ.setdefault("SLM_SPARK_UI", "0")
+
+import pyarrow as pa  # noqa: E402
+import pyarrow.parquet as pq  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from spark_jobs.config import PipelineConfig  # noqa: E402
+from spark_jobs.documents import KIND_CODE, KIND_TEXT, arrow_schema, doc_schema  # noqa: E402
+from spark_jobs.pack import pack_corpus  # noqa: E402
+from spark_jobs.pack.tokenizer import load_tokenizer  # noqa: E402
+from spark_jobs.session import ARROW_BATCH_ROWS, get_spark  # noqa: E402
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def corpus(max_bytes: int) -> list[dict]:
+    """Pydoc topics and stdlib sources as doc_schema rows, in a fixed order, up to ``max_bytes`` of UTF-8."""
+    import pydoc_data.topics
+
+    stdlib = Path(sysconfig.get_paths()["stdlib"])
+    docs = [(f"pydoc:{name}", text, KIND_TEXT) for name, text in sorted(pydoc_data.topics.topics.items())]
+    docs += [
+        (str(path), path.read_text(encoding="utf-8", errors="replace"), KIND_CODE)
+        for path in sorted(stdlib.rglob("*.py"))
+        if "site-packages" not in path.parts
+    ]
+    rows, size = [], 0
+    for i, (source, text, kind) in enumerate(docs):
+        size += len(text.encode())
+        if size > max_bytes:
+            break
+        rows.append({"doc_id": i, "text": text, "kind": kind, "source": source})
+    return rows
+
+
+def tree_cpu_seconds(root_pid: int) -> float:
+    """User + system CPU of a process and all its descendants, live or reaped (the JVM and its Python workers)."""
+    stats = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:  # exited while we looked
+                continue
+            stats[int(entry)] = (int(fields[1]), sum(int(f) for f in fields[11:15]))  # ppid, u+s+cu+cs
+    children: dict[int, list[int]] = {}
+    for pid, (ppid, _) in stats.items():
+        children.setdefault(ppid, []).append(pid)
+    total, todo = 0, [root_pid]
+    while todo:
+        pid = todo.pop()
+        total += stats.get(pid, (0, 0))[1]
+        todo += children.get(pid, [])
+    return total / CLOCK_TICKS
+
+
+def raw_tokenizer(texts: list[str]) -> tuple[int, float, float]:
+    """Tokens, wall seconds and CPU seconds for the bare tokenizer with its own thread pool."""
+    os.environ["TOKENIZERS_PARALLELISM"] = "true"
+    tok = load_tokenizer().backend_tokenizer
+    tok.encode_special_tokens = True  # as the packer encodes
+    wall, cpu, tokens = time.perf_counter(), time.process_time(), 0
+    for i in range(0, len(texts), ARROW_BATCH_ROWS):
+        batch = texts[i : i + ARROW_BATCH_ROWS]
+        tokens += sum(len(e.ids) for e in tok.encode_batch_fast(batch, add_special_tokens=False))
+    return tokens, time.perf_counter() - wall, time.process_time() - cpu
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--cores", type=int, default=2)
+    p.add_argument("--max-mb", type=float, default=40.0, help="corpus size cap (the stdlib is about 32 MB)")
+    p.add_argument("--repeats", type=int, default=2)
+    p.add_argument("--seq-len", type=int, default=2048)
+    p.add_argument("--task-cpus", type=int, default=1, help="spark.task.cpus: tokenizer threads per Spark task")
+    args = p.parse_args()
+    os.environ["PYSPARK_SUBMIT_ARGS"] = f"--conf spark.task.cpus={args.task_cpus} pyspark-shell"
+    os.environ["RAYON_NUM_THREADS"] = str(args.cores)  # read when the Rust thread pool starts: set it first
+
+    rows = corpus(int(args.max_mb * 1e6))
+    mb = sum(len(r["text"].encode()) for r in rows) / 1e6
+    work = Path(tempfile.mkdtemp(prefix="bench-pack-"))
+    pq.write_table(pa.Table.from_pylist(rows, schema=arrow_schema(doc_schema())), work / "cleaned.parquet")
+    print(f"corpus: {len(rows):,} documents, {mb:.1f} MB (stdlib .py + pydoc topics); load average {os.getloadavg()}")
+
+    spark = get_spark(master=f"local[{args.cores}]", app_name="bench-pack", ui=False)
+    jvm_pid = spark.sparkContext._gateway.proc.pid
+    cleaned = spark.read.parquet(str(work / "cleaned.parquet"))
+    cfg = PipelineConfig(input=[str(work)], output=str(work), seq_len=args.seq_len)
+    pack_corpus(cleaned.limit(200), cfg, str(work / "warmup"))  # JVM, Python workers, tokenizer cache
+
+    texts = [r["text"] for r in rows]
+    raw = pack = (float("inf"), float("inf"))
+    for _ in range(args.repeats):
+        raw_tokens, wall, cpu = raw_tokenizer(texts)
+        raw = min(raw, (wall, cpu))
+        wall, cpu = time.perf_counter(), time.process_time() + tree_cpu_seconds(jvm_pid)
+        summary = pack_corpus(cleaned, cfg, str(work / "packed"))
+        pack = min(pack, (time.perf_counter() - wall, time.process_time() + tree_cpu_seconds(jvm_pid) - cpu))
+    tokens = summary["tokens"] + summary["dropped_tokens"] - 2 * summary["documents"]  # without BOS/EOS
+    assert tokens == raw_tokens, (tokens, raw_tokens)
+
+    spark_name = f"spark local[{args.cores}], task.cpus {args.task_cpus}"
+    for name, (wall, cpu) in (("raw tokenizer", raw), (spark_name, pack)):
+        print(
+            f"{name}: {tokens:,} tokens in {wall:.2f} s wall = {tokens / wall:,.0f} tokens/s "
+            f"= {tokens / wall / args.cores:,.0f} tokens/s/core ({mb / wall:.2f} MB/s); "
+            f"{cpu:.2f} CPU s = {tokens / cpu:,.0f} tokens per CPU second"
+        )
+    print(
+        f"pack / raw: {raw[0] / pack[0]:.1%} of the raw tokenizer's wall-clock throughput (target >= 85%), "
+        f"{raw[1] / pack[1]:.1%} of its CPU efficiency; load average {os.getloadavg()}"
+    )
+    spark.stop()
+
+
+if __name__ == "__main__":
+    main()

