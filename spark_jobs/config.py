@@ -138,14 +138,7 @@ class PipelineConfig:
         given = vars(cls.parser().parse_args(argv))
         values: dict[str, Any] = {}
         if given.get("config"):
-            with open(given["config"]) as fh:
-                loaded = yaml.safe_load(fh) or {}
-            names = {f.name for f in dataclasses.fields(cls)}
-            loaded = {k.replace("-", "_"): v for k, v in loaded.items()}
-            unknown = sorted(set(loaded) - names)
-            if unknown:
-                raise SystemExit(f"error: unknown option(s) in {given['config']}: {', '.join(unknown)}")
-            values.update(loaded)
+            values.update(read_yaml_options(given["config"], cls))
         values.update(given)
         if isinstance(values.get("input"), str):
             values["input"] = [values["input"]]
@@ -170,6 +163,22 @@ class PipelineConfig:
         for name in ("num_perm", "ngram", "seq_len", "num_shards"):
             if getattr(self, name) < 1:
                 raise SystemExit(f"error: --{name.replace('_', '-')} must be >= 1")
+
+
+def read_yaml_options(path: str, cls: type) -> dict[str, Any]:
+    """The options of a YAML config file for dataclass ``cls`` (keys may use ``-`` or ``_``); unknown keys fail.
+
+    Shared by every tool's config (pipeline, train), so YAML files behave the same everywhere.
+    """
+    with open(path) as fh:
+        loaded = yaml.safe_load(fh) or {}
+    if not isinstance(loaded, dict):
+        raise SystemExit(f"error: {path} must hold a mapping of option: value")
+    values = {str(k).replace("-", "_"): v for k, v in loaded.items()}
+    unknown = sorted(set(values) - {f.name for f in dataclasses.fields(cls)})
+    if unknown:
+        raise SystemExit(f"error: unknown option(s) in {path}: {', '.join(unknown)}")
+    return values
 
 
 def _scalar_type(typ: Any, default: Any) -> Any:

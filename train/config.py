@@ -10,10 +10,11 @@ import argparse
 import dataclasses
 import types
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, get_args, get_origin, get_type_hints
 
 import yaml
+
+from spark_jobs.config import read_yaml_options
 
 SCHEDULES = ("cosine", "linear", "constant")
 MIXED_PRECISION = ("auto", "no", "bf16", "fp16")
@@ -156,12 +157,7 @@ def load_config(argv: list[str] | None = None) -> TrainConfig:
     args = vars(build_parser().parse_args(argv))
     values: dict[str, Any] = {}
     if "config" in args:
-        loaded = yaml.safe_load(Path(args.pop("config")).read_text()) or {}
-        known = {f.name for f in dataclasses.fields(TrainConfig)}
-        values = {key.replace("-", "_"): value for key, value in loaded.items()}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise SystemExit(f"unknown keys in --config: {', '.join(unknown)}")
+        values = read_yaml_options(args.pop("config"), TrainConfig)
     values.update(args)
     missing = [name for name in ("data", "model", "output") if name not in values]
     if missing:
