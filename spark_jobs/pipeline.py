@@ -144,10 +144,10 @@ def summary(report: dict[str, Any]) -> str:
         if "docs_in" in st:
             why = ", ".join(f"{k} {v}" for k, v in st["removed_by_reason"].items()) or "none removed"
             lines.append(f"  {name:<12} {st['docs_in']:>8} -> {st['docs_out']:<8} ({why})")
-    pack = report["stages"].get("pack")
-    if pack and "totals" in pack:
-        t = pack["totals"]
-        lines.append(f"  pack: {json.dumps(t)}")
+    if "pack" in report["stages"]:
+        from spark_jobs.pack.job import summary_line
+
+        lines.append("  " + summary_line(report["stages"]["pack"]))
     lines.append(f"done in {report['seconds']} s")
     return "\n".join(lines)
 

@@ -132,7 +132,6 @@ def pack_corpus(cleaned: DataFrame, cfg: PipelineConfig, out_dir: str) -> dict[s
     with fs.open_output_stream(f"{root}/manifest.json") as out:
         out.write(json.dumps(manifest, indent=2).encode() + b"\n")
     summary = _summary(manifest, shard_counts)
-    print(summary_line(summary))
     return summary
 
 
