@@ -87,8 +87,9 @@ def annotate_batches(df: DataFrame, fn: BatchFn) -> DataFrame:
 
 
 def rule_name(rule: Column) -> Column:
-    """The rule's name: its text before the first ``:`` (``"min_lines: 2 < 3"`` -> ``"min_lines"``)."""
-    return F.substring_index(rule, ":", 1)
+    """The rule's name: its leading identifier (``"min_lines: 2 < 3"`` -> ``"min_lines"``, ``"minhash b=17 ..."`` ->
+    ``"minhash"``), so counts group by rule and not by measured value; empty for a null rule."""
+    return F.regexp_extract(F.coalesce(rule, F.lit("")), r"^([A-Za-z0-9_.\-]+)", 1)
 
 
 def count_by_rule(annotated: DataFrame) -> dict[str, int]:

@@ -26,7 +26,6 @@ KIND_TEXT = "text"
 KIND_CODE = "code"
 REASON_INVALID = "invalid"
 
-ANNOTATION_COLUMNS = ("reason", "rule", "duplicate_of")
 LONG = T.LongType()
 
 

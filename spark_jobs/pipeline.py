@@ -22,6 +22,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from spark_jobs import storage
+from spark_jobs.batches import rule_name
 from spark_jobs.config import STAGE_OPTIONS, PipelineConfig
 from spark_jobs.documents import DOC_COLUMNS, Stage
 from spark_jobs.ingest import InputError, ingest
@@ -62,9 +63,8 @@ def run_stage(spark: SparkSession, out: str, index: int, name: str, key: str, bu
 def flow_stats(annotated: DataFrame) -> dict[str, Any]:
     """Documents and characters in and out of one stage, and its removals by reason and by rule name."""
     chars = F.coalesce(F.length("text"), F.lit(0))
-    rule_name = F.regexp_extract(F.coalesce(F.col("rule"), F.lit("")), r"^([A-Za-z0-9_.\-]+)", 1)
     rows = (
-        annotated.groupBy("reason", rule_name.alias("rule_name"))
+        annotated.groupBy("reason", rule_name(F.col("rule")).alias("rule_name"))
         .agg(F.count(F.lit(1)).alias("docs"), F.sum(chars).alias("chars"))
         .collect()  # one row per (reason, rule name): a handful, not data
     )

@@ -61,12 +61,6 @@ def write_text(uri: str, text: str) -> None:
     fs.move(tmp, path)
 
 
-def delete_dir(uri: str) -> None:
-    fs, path = resolve(uri)
-    if fs.get_file_info(path).type == pafs.FileType.Directory:
-        fs.delete_dir(path)
-
-
 def open_input(uri: str) -> IO[bytes]:
     """A buffered binary stream over one input file (iterable by line), gunzipped when its name ends in ``.gz``."""
     fs, path = resolve(uri)

@@ -52,6 +52,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from spark_jobs import storage
 from spark_jobs.documents import arrow_schema
 from spark_jobs.pack.packing import Packer, ShardWriter, as_list_array
 from spark_jobs.pack.tokenizer import load_tokenizer, special_token_ids, worker_tokenizer
@@ -117,8 +118,8 @@ def pack_corpus(cleaned: DataFrame, cfg: PipelineConfig, out_dir: str) -> dict[s
     spark = cleaned.sparkSession
     tok = load_tokenizer(cfg.tokenizer)
     bos_id, eos_id, pad_id = special_token_ids(tok)
-    root_uri = _root_uri(out_dir)
-    fs, root = pafs.FileSystem.from_uri(root_uri)
+    root_uri = storage.spark_path(out_dir)  # absolute: executors run elsewhere
+    fs, root = storage.resolve(root_uri)
     _clear_outputs(fs, root)
     tokenizer_file = _ship_tokenizer(spark.sparkContext, _save_tokenizer(tok, fs, root))
 
@@ -133,14 +134,6 @@ def pack_corpus(cleaned: DataFrame, cfg: PipelineConfig, out_dir: str) -> dict[s
         out.write(json.dumps(manifest, indent=2).encode() + b"\n")
     summary = _summary(manifest, shard_counts)
     return summary
-
-
-def _root_uri(out_dir: str) -> str:
-    """A location every process can open: bare paths made absolute (executors run elsewhere), ``s3a://`` (Hadoop's
-    scheme, which Spark users pass everywhere) spelled ``s3://`` as Arrow knows it."""
-    if "://" not in out_dir:
-        return os.path.abspath(out_dir)
-    return "s3://" + out_dir.removeprefix("s3a://") if out_dir.startswith("s3a://") else out_dir
 
 
 def _clear_outputs(fs: pafs.FileSystem, root: str) -> None:
@@ -264,7 +257,7 @@ def _pack_partition(batches: Iterator[pa.RecordBatch], task: PackTask) -> Iterat
         return  # an empty shard: the driver writes its file
     target = first.column("target")[0].as_py()
     split, shard = task.split_shard(target)
-    fs, root = pafs.FileSystem.from_uri(task.root)
+    fs, root = storage.resolve(task.root)
     packer = Packer(task.seq_len, task.bos_id, task.eos_id)
     documents = 0
     tokens_by_kind: Counter[str] = Counter()
