@@ -13,6 +13,9 @@ The contract is deliberately small so every stage (filter, langid, exact and nea
   passed through unchanged, then nulls for anything else (so a filter never has to mention ``duplicate_of``);
 * :func:`map_batches` applies that to a DataFrame for any output schema, and :func:`annotate_batches` is the common
   case of producing a stage's annotated frame (``annotated_schema``) from document rows;
+* :class:`RowChain` runs several row-local batch functions (ingest's reader, the filter, language ID, the exact-dedup
+  hash) in one Python pass, each on the rows no earlier one removed: one JVM -> Python -> JVM round trip and one
+  Parquet write for all of them, instead of one per stage;
 * :func:`count_by_rule` is the matching report helper: rules are written ``"<name>: <measured detail>"``, and a
   stage's report counts removals by name.
 """
@@ -20,9 +23,11 @@ The contract is deliberately small so every stage (filter, langid, exact and nea
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
@@ -59,6 +64,45 @@ def merge_columns(batch: pa.RecordBatch, computed: Mapping[str, ColumnValues], s
             array = array.combine_chunks()
         arrays.append(array if array.type == field.type else array.cast(field.type))
     return pa.RecordBatch.from_arrays(arrays, schema=schema)
+
+
+def scatter(base: pa.Array, positions: pa.Array, values: ColumnValues) -> list[Any]:
+    """``base`` as a list with ``values[i]`` written at ``positions[i]`` (the computed rows of a sub-batch)."""
+    full = base.to_pylist()
+    if isinstance(values, pa.Array | pa.ChunkedArray):
+        values = values.to_pylist()
+    for position, value in zip(positions.to_pylist(), values, strict=True):
+        full[position] = value
+    return full
+
+
+@dataclass(frozen=True)
+class RowChain:
+    """Row-local batch functions applied in order in one pass, each to the rows no earlier one removed.
+
+    The batch is first reshaped to ``schema`` (an annotated schema, perhaps with extra columns such as a hash), so
+    ``reason`` exists; a function then sees the sub-batch of rows whose ``reason`` is still null, and what it
+    computes is written back at those rows. The result is what running the stages one after another would give,
+    without a Spark round trip and a Parquet copy per stage. Picklable when the functions are.
+    """
+
+    fns: tuple[BatchFn, ...]
+    schema: pa.Schema
+
+    def __call__(self, batch: pa.RecordBatch) -> pa.RecordBatch:
+        out = merge_columns(batch, {}, self.schema)
+        for fn in self.fns:
+            live = pc.indices_nonzero(pc.is_null(out.column("reason")))
+            if len(live) == 0:
+                break
+            if len(live) == out.num_rows:
+                out = merge_columns(out, fn(out), self.schema)
+                continue
+            computed = fn(out.take(live))
+            out = merge_columns(
+                out, {name: scatter(out.column(name), live, values) for name, values in computed.items()}, self.schema
+            )
+        return out
 
 
 def map_batches(df: DataFrame, fn: BatchFn, schema: T.StructType) -> DataFrame:

@@ -8,8 +8,12 @@ without one it is a 64-bit hash of (source, row position), which no partitioning
 treat it as an opaque value that Spark can order ("keep the smallest doc_id").
 
 A stage *annotates*: it returns every input row with three more columns, ``reason``, ``rule`` and
-``duplicate_of``, null for kept rows. The pipeline writes that frame once, then splits it into what goes on and what
-goes to ``removed/``, so no document can vanish between stages and nothing is computed twice.
+``duplicate_of``, null for kept rows, so no document can vanish between stages. Two kinds of stage make that cheap
+in the pipeline: a :class:`RowStage` (filter, language ID) decides each row alone, so the pipeline runs it inside
+ingestion's Python pass and writes one annotated copy for all of them; a :class:`DedupStage` (exact and near dedup)
+decides from many rows at once and returns only its *removals* (``doc_id``, ``reason``, ``rule``,
+``duplicate_of``), a small table the pipeline writes and joins back (:func:`apply_removals`) instead of copying
+every document once per stage.
 """
 
 from __future__ import annotations
@@ -19,7 +23,8 @@ from typing import Any, Protocol
 
 import pyarrow as pa
 import xxhash
-from pyspark.sql import DataFrame
+from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 KIND_TEXT = "text"
@@ -57,6 +62,30 @@ def annotated_schema(id_type: T.DataType = LONG) -> T.StructType:
 
 
 DOC_COLUMNS = tuple(doc_schema().fieldNames())
+ANNOTATIONS = ("reason", "rule", "duplicate_of")
+BROADCAST_ROWS = 1_000_000
+"""Up to this many removals (tens of MB) are broadcast to a join, so the documents are not shuffled for it."""
+
+
+def apply_removals(docs: DataFrame, removals: DataFrame) -> DataFrame:
+    """``docs`` annotated with a dedup stage's ``removals`` (one row per removed ``doc_id``): kept rows get nulls.
+
+    A left join on ``doc_id``; hint ``removals`` with ``F.broadcast`` when it is small, so ``docs`` is not shuffled.
+    """
+    joined = docs.join(removals.select("doc_id", *ANNOTATIONS), "doc_id", "left")
+    return joined.select(*docs.columns, *ANNOTATIONS)
+
+
+def hint_small(removals: DataFrame, rows: int) -> DataFrame:
+    """``removals`` marked for broadcast when it has at most :data:`BROADCAST_ROWS` rows."""
+    return F.broadcast(removals) if rows <= BROADCAST_ROWS else removals
+
+
+def only_reasons(reasons: tuple[str, ...]) -> list[Column]:
+    """The annotation columns with every removal not for one of ``reasons`` blanked (a kept row, as far as a stage
+    that only gives those reasons could tell)."""
+    mine = F.col("reason").isin(*reasons)
+    return [F.when(mine, F.col(name)).alias(name) for name in ANNOTATIONS]
 
 
 def position_id(source: str, position: int) -> int:
@@ -76,6 +105,8 @@ class Stage(Protocol):
     """One step of the cleaning pipeline (filter, langid, exact_dedup, near_dedup)."""
 
     name: str
+    reasons: tuple[str, ...]
+    """The removal reasons this stage gives (its share of ``removed_by_reason``)."""
 
     def annotate(self, docs: DataFrame, cfg: Any) -> DataFrame:
         """Every row of ``docs`` with ``reason``/``rule``/``duplicate_of`` added (null when kept); lazily."""
@@ -83,6 +114,22 @@ class Stage(Protocol):
 
     def report(self, annotated: DataFrame, cfg: Any) -> dict[str, Any]:
         """Extra report.json entries computed from the *written* annotated output (counts are the pipeline's)."""
+        ...
+
+
+class RowStage(Stage, Protocol):
+    """A stage that decides each document alone: its batch function can run in ingestion's pass."""
+
+    def batch_fn(self, spark: SparkSession, cfg: Any) -> Any:
+        """A picklable ``fn(batch) -> {column: values}`` giving ``reason``/``rule`` (and any columns it fills)."""
+        ...
+
+
+class DedupStage(Stage, Protocol):
+    """A stage that decides from many documents at once; its output is the removals, not a copy of the documents."""
+
+    def removals(self, docs: DataFrame, cfg: Any) -> DataFrame:
+        """``doc_id``, ``reason``, ``rule``, ``duplicate_of`` of each removed document of ``docs`` (lazily)."""
         ...
 
 

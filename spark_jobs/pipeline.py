@@ -3,11 +3,18 @@
 ``python -m spark_jobs.pipeline --input SRC [SRC ...] --output OUT [options]`` locally, or the same arguments after
 ``spark-submit [options] spark_jobs/submit.py`` on a cluster (the session then takes spark-submit's master).
 
-Each cleaning stage annotates its input (every row, plus ``reason``/``rule``/``duplicate_of``); the annotated frame
-is written once under ``OUT/_stages/NN-name/`` and read back, so the next stage and the removed set come from the
-same bytes. A stage directory carries a ``_stage.json`` marker with a key over the config and the stages before it:
-rerunning the same command skips finished stages, and changing an option redoes the stages it can affect.
-The run ends by checking the accounting identity: input documents = cleaned + removed.
+How the stages meet (see :mod:`spark_jobs.documents`):
+
+* the *row stages* (filter, langid) decide each document alone, so they run inside ingestion's Python pass, with the
+  hash exact dedup needs: one pass over the text and one annotated copy, ``OUT/_stages/00-ingest+filter+langid/``;
+* each *dedup stage* reads the documents still kept and writes only its removals, ``OUT/_stages/NN-name/``;
+* ``cleaned/`` and ``removed/`` are the annotated copy joined with all removals, written once at the end.
+
+Every stage directory carries a ``_stage.json`` marker with a key over the config and the stages up to it: rerunning
+the same command skips finished stages, and changing an option redoes the stages it can affect (for the fused row
+stages, all of them). Per-stage counts come from one aggregate of the annotated copy (each stage owns its removal
+reasons) and from each stage's removals. The run ends by checking the accounting identity: input documents =
+cleaned + removed.
 """
 
 from __future__ import annotations
@@ -16,15 +23,25 @@ import importlib
 import json
 import sys
 import time
+from collections.abc import Callable, Sequence
 from typing import Any
 
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import DataFrame, Row, SparkSession
 from pyspark.sql import functions as F
 
 from spark_jobs import storage
 from spark_jobs.batches import rule_name
 from spark_jobs.config import STAGE_OPTIONS, PipelineConfig
-from spark_jobs.documents import DOC_COLUMNS, Stage
+from spark_jobs.documents import (
+    ANNOTATIONS,
+    DOC_COLUMNS,
+    REASON_INVALID,
+    DedupStage,
+    RowStage,
+    apply_removals,
+    hint_small,
+    only_reasons,
+)
 from spark_jobs.ingest import InputError, ingest
 from spark_jobs.session import get_spark
 
@@ -34,11 +51,26 @@ STAGE_CLASSES = {
     "exact_dedup": "spark_jobs.dedup.exact:ExactDedupStage",
     "near_dedup": "spark_jobs.dedup.near:NearDedupStage",
 }
+CHARS = "_chars"
+"""Characters of each text, stored with the annotated copy so that counts never decode the text again."""
 
 
-def load_stage(name: str) -> Stage:
+def load_stage(name: str) -> RowStage | DedupStage:
     module, cls = STAGE_CLASSES[name].split(":")
     return getattr(importlib.import_module(module), cls)()
+
+
+def split_stages(names: Sequence[str]) -> tuple[list[RowStage], list[DedupStage]]:
+    """The leading row stages and the dedup stages after them; a row stage after a dedup stage is refused, since
+    dedup must see the documents the filters keep."""
+    stages = [load_stage(name) for name in names]
+    rows = 0
+    while rows < len(stages) and hasattr(stages[rows], "batch_fn"):
+        rows += 1
+    late = [s.name for s in stages[rows:] if hasattr(s, "batch_fn")]
+    if late:
+        raise ValueError(f"--stages: {', '.join(late)} must come before the dedup stages")
+    return stages[:rows], stages[rows:]
 
 
 def stage_key(cfg: PipelineConfig, names: list[str]) -> str:
@@ -47,9 +79,11 @@ def stage_key(cfg: PipelineConfig, names: list[str]) -> str:
     return f"{cfg.hash(*fields) if fields else ''}:{','.join(sorted(cfg.input))}:{'>'.join(names)}"
 
 
-def run_stage(spark: SparkSession, out: str, index: int, name: str, key: str, build) -> tuple[DataFrame, bool]:
-    """Write ``build()`` (an annotated frame) to the stage dir unless a marker with the same key is there."""
-    path = storage.join(out, "_stages", f"{index:02d}-{name}")
+def run_stage(
+    spark: SparkSession, out: str, name: str, key: str, build: Callable[[], DataFrame]
+) -> tuple[DataFrame, bool]:
+    """Write ``build()`` to ``OUT/_stages/name`` unless a marker with the same key is there; read it back."""
+    path = storage.join(out, "_stages", name)
     marker = storage.join(path, "_stage.json")
     if storage.exists(marker) and json.loads(storage.read_text(marker)).get("key") == key:
         print(f"[{name}] up to date, reusing {path}")
@@ -60,27 +94,33 @@ def run_stage(spark: SparkSession, out: str, index: int, name: str, key: str, bu
     return spark.read.parquet(storage.spark_path(path)), False
 
 
-def flow_stats(annotated: DataFrame) -> dict[str, Any]:
-    """Documents and characters in and out of one stage, and its removals by reason and by rule name."""
-    chars = F.coalesce(F.length("text"), F.lit(0))
-    rows = (
-        annotated.groupBy("reason", rule_name(F.col("rule")).alias("rule_name"))
-        .agg(F.count(F.lit(1)).alias("docs"), F.sum(chars).alias("chars"))
-        .collect()  # one row per (reason, rule name): a handful, not data
-    )
-    kept = [r for r in rows if r["reason"] is None]
-    removed = [r for r in rows if r["reason"] is not None]
-    by_reason: dict[str, int] = {}
-    for r in removed:
-        by_reason[r["reason"]] = by_reason.get(r["reason"], 0) + r["docs"]
-    return {
-        "docs_in": sum(r["docs"] for r in rows),
-        "chars_in": int(sum(r["chars"] or 0 for r in rows)),
-        "docs_out": sum(r["docs"] for r in kept),
-        "chars_out": int(sum(r["chars"] or 0 for r in kept)),
-        "removed_by_reason": dict(sorted(by_reason.items())),
-        "removed_by_rule": dict(sorted((f"{r['reason']}:{r['rule_name']}", r["docs"]) for r in removed)),
-    }
+def removal_rows(removed: DataFrame) -> list[Row]:
+    """Documents and characters per (reason, rule name) of ``removed`` (which has ``reason``, ``rule``, ``_chars``):
+    one row per group, a handful, the only thing brought to the driver."""
+    grouped = removed.groupBy("reason", rule_name(F.col("rule")).alias("rule_name"))
+    return grouped.agg(F.count(F.lit(1)).alias("docs"), F.sum(CHARS).alias("chars")).collect()
+
+
+def flows(rows: list[Row], stages: Sequence[tuple[str, Sequence[str]]], docs: int, chars: int) -> dict[str, Any]:
+    """Documents and characters in and out of each stage, in order, and its removals by reason and by rule name;
+    ``docs``/``chars`` go into the first, and a stage's removals are the ``rows`` with one of its reasons."""
+    out: dict[str, Any] = {}
+    for name, reasons in stages:
+        mine = [r for r in rows if r["reason"] in reasons]
+        by_reason: dict[str, int] = {}
+        for r in mine:
+            by_reason[r["reason"]] = by_reason.get(r["reason"], 0) + r["docs"]
+        removed_docs, removed_chars = sum(r["docs"] for r in mine), int(sum(r["chars"] or 0 for r in mine))
+        out[name] = {
+            "docs_in": docs,
+            "chars_in": chars,
+            "docs_out": docs - removed_docs,
+            "chars_out": chars - removed_chars,
+            "removed_by_reason": dict(sorted(by_reason.items())),
+            "removed_by_rule": dict(sorted((f"{r['reason']}:{r['rule_name']}", r["docs"]) for r in mine)),
+        }
+        docs, chars = docs - removed_docs, chars - removed_chars
+    return out
 
 
 def run(cfg: PipelineConfig, spark: SparkSession | None = None) -> dict[str, Any]:
@@ -90,34 +130,65 @@ def run(cfg: PipelineConfig, spark: SparkSession | None = None) -> dict[str, Any
     out = cfg.output
     started = time.time()
     report: dict[str, Any] = {"config": cfg.to_dict(), "stages": {}}
+    row_stages, dedup_stages = split_stages([s for s in cfg.stage_list if s != "pack"])
 
-    names = ["ingest"]
-    raw, report["input"] = ingest(spark, cfg)
-    annotated, reused = run_stage(spark, out, 0, "ingest", stage_key(cfg, names), lambda: raw)
-    report["stages"]["ingest"] = {**flow_stats(annotated), "reused": reused}
-    removed_parts = [annotated.where(F.col("reason").isNotNull())]
-    current = annotated.where(F.col("reason").isNull()).select(*DOC_COLUMNS)
+    # Ingestion and the row stages, in one pass; with the row-local part of a dedup stage (exact dedup's hash).
+    names = ["ingest", *(s.name for s in row_stages)]
+    preps = [s for s in dedup_stages if hasattr(s, "row_prep")]
+    steps = [s.batch_fn(spark, cfg) for s in row_stages] + [s.row_prep for s in preps]
+    raw, report["input"] = ingest(spark, cfg, steps, [field for s in preps for field in s.row_fields])
+    annotated, reused = run_stage(
+        spark,
+        out,
+        f"00-{'+'.join(names)}",
+        stage_key(cfg, names),  # a reused copy without the preps' columns is fine: their stages compute them then
+        lambda: raw.withColumn(CHARS, F.coalesce(F.length("text"), F.lit(0))),
+    )
+    totals = annotated.agg(F.count(F.lit(1)), F.sum(CHARS)).first()
+    owners = [("ingest", (REASON_INVALID,)), *((s.name, s.reasons) for s in row_stages)]
+    stats = flows(removal_rows(annotated.where(F.col("reason").isNotNull())), owners, totals[0], int(totals[1] or 0))
+    report["stages"]["ingest"] = {**stats["ingest"], "reused": reused}
+    earlier = [REASON_INVALID]
+    for stage in row_stages:
+        seen = annotated.where(F.col("reason").isNull() | ~F.col("reason").isin(*earlier))
+        view = seen.select(*DOC_COLUMNS, *only_reasons(stage.reasons))
+        report["stages"][stage.name] = {**stats[stage.name], **stage.report(view, cfg), "reused": reused}
+        earlier += stage.reasons
 
-    cleaning = [s for s in cfg.stage_list if s != "pack"]
-    for index, name in enumerate(cleaning, start=1):
-        stage = load_stage(name)
-        names.append(name)
-        docs = current
-        annotated, reused = run_stage(spark, out, index, name, stage_key(cfg, names),
-                                      lambda stage=stage, docs=docs: stage.annotate(docs, cfg))
-        report["stages"][name] = {**flow_stats(annotated), **stage.report(annotated, cfg), "reused": reused}
-        removed_parts.append(annotated.where(F.col("reason").isNotNull()))
-        current = annotated.where(F.col("reason").isNull()).select(*DOC_COLUMNS)
+    # Dedup stages: each reads what is still kept and writes its removals.
+    kept = annotated.where(F.col("reason").isNull()).drop(*ANNOTATIONS)
+    flow = stats[names[-1]]
+    removals: list[tuple[DataFrame, int]] = []
+    for index, stage in enumerate(dedup_stages, start=1):
+        names.append(stage.name)
+        docs = kept.join(union(removals), "doc_id", "left_anti") if removals else kept
+        found, reused = run_stage(
+            spark,
+            out,
+            f"{index:02d}-{stage.name}",
+            stage_key(cfg, names),
+            lambda stage=stage, docs=docs: stage.removals(docs, cfg),
+        )
+        count = found.count()
+        found = hint_small(found, count)
+        rows = removal_rows(found.join(annotated.select("doc_id", CHARS), "doc_id"))
+        flow = flows(rows, [(stage.name, stage.reasons)], flow["docs_out"], flow["chars_out"])[stage.name]
+        extra = stage.report(apply_removals(docs.select(*DOC_COLUMNS), found), cfg)
+        report["stages"][stage.name] = {**flow, **extra, "reused": reused}
+        removals.append((found, count))
 
+    # One annotated copy + all removals -> cleaned/ and removed/, each sorted by doc_id.
+    all_removals = union(removals) if removals else None
+    cleaned = kept if all_removals is None else kept.join(all_removals, "doc_id", "left_anti")
+    removed = annotated.where(F.col("reason").isNotNull()).select(*DOC_COLUMNS, *ANNOTATIONS)
+    if all_removals is not None:
+        removed = removed.unionByName(kept.join(all_removals, "doc_id").select(*DOC_COLUMNS, *ANNOTATIONS))
     cleaned_path, removed_path = storage.join(out, "cleaned"), storage.join(out, "removed")
     n_parts = spark.sparkContext.defaultParallelism
-    current.repartition(n_parts, "doc_id").sortWithinPartitions("doc_id").write.mode("overwrite").parquet(
-        storage.spark_path(cleaned_path))
-    removed = removed_parts[0]
-    for part in removed_parts[1:]:
-        removed = removed.unionByName(part)
-    removed.repartition(n_parts, "doc_id").sortWithinPartitions("doc_id").write.mode("overwrite").parquet(
-        storage.spark_path(removed_path))
+    for frame, path in ((cleaned.select(*DOC_COLUMNS), cleaned_path), (removed, removed_path)):
+        frame.repartition(n_parts, "doc_id").sortWithinPartitions("doc_id").write.mode("overwrite").parquet(
+            storage.spark_path(path)
+        )
 
     cleaned = spark.read.parquet(storage.spark_path(cleaned_path))
     n_input = report["stages"]["ingest"]["docs_in"]
@@ -125,7 +196,9 @@ def run(cfg: PipelineConfig, spark: SparkSession | None = None) -> dict[str, Any
     n_removed = spark.read.parquet(storage.spark_path(removed_path)).count()
     report["accounting"] = {"input": n_input, "cleaned": n_cleaned, "removed": n_removed}
     if n_input != n_cleaned + n_removed:
-        raise AssertionError(f"accounting identity broken: input {n_input} != cleaned {n_cleaned} + removed {n_removed}")
+        raise AssertionError(
+            f"accounting identity broken: input {n_input} != cleaned {n_cleaned} + removed {n_removed}"
+        )
 
     if "pack" in cfg.stage_list:
         from spark_jobs.pack import pack_corpus
@@ -134,6 +207,14 @@ def run(cfg: PipelineConfig, spark: SparkSession | None = None) -> dict[str, Any
     report["seconds"] = round(time.time() - started, 2)
     storage.write_text(storage.join(out, "report.json"), json.dumps(report, indent=2, default=str))
     return report
+
+
+def union(removals: Sequence[tuple[DataFrame, int]]) -> DataFrame:
+    """The rows of all removal frames (given with their row counts), hinted for broadcast when they are few."""
+    result = removals[0][0]
+    for frame, _ in removals[1:]:
+        result = result.unionByName(frame)
+    return hint_small(result, sum(count for _, count in removals))
 
 
 def summary(report: dict[str, Any]) -> str:

@@ -1,10 +1,11 @@
 """The ``exact_dedup`` stage: documents whose whitespace-normalised texts are identical keep only the smallest doc_id.
 
 Each text is normalised (``" ".join(text.split())``: runs of any whitespace become one space, ends trimmed, done in
-Arrow's C++ kernels) and hashed with xxh3-128 per Arrow batch, so the shuffle moves 16 bytes per document instead of
-its text. Grouping is a window ``min(doc_id)`` over the hash partition: one shuffle, no join, no driver collect, and
-the result does not depend on partitioning. 128 bits make a false match among even 10^12 documents improbable
-(about 10^-15).
+Arrow's C++ kernels) and hashed with xxh3-128 per Arrow batch (in the pipeline, inside ingestion's pass, as
+:data:`HASH_FIELD`), so the shuffle moves 24 bytes per document (hash and id) instead of its text. Grouping is a
+window ``min(doc_id)`` over the hash partition: one shuffle of ids, no driver collect, and the result does not depend
+on partitioning. The stage's output is the removals alone; :func:`~spark_jobs.documents.apply_removals` joins them
+back. 128 bits make a false match among even 10^12 documents improbable (about 10^-15).
 """
 
 from __future__ import annotations
@@ -20,11 +21,12 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from spark_jobs.batches import ColumnValues, map_batches
-from spark_jobs.documents import DOC_COLUMNS, doc_schema
+from spark_jobs.documents import DOC_COLUMNS, apply_removals
 
 REASON_EXACT_DUPLICATE = "exact_duplicate"
 HASH_RULE = "xxh3-128"
 HASH_COLUMN = "text_hash"
+HASH_FIELD = T.StructField(HASH_COLUMN, T.BinaryType(), True)
 TOP_GROUPS = 10
 
 
@@ -44,19 +46,28 @@ class ExactDedupStage:
     """Stage ``exact_dedup``: rule ``xxh3-128``, ``duplicate_of`` = the kept (smallest) doc_id of the group."""
 
     name = "exact_dedup"
+    reasons = (REASON_EXACT_DUPLICATE,)
+    row_prep = staticmethod(text_hashes)
+    row_fields = (HASH_FIELD,)
+    """Row-local part (the hash): the pipeline computes :data:`HASH_FIELD` in ingestion's pass with ``row_prep``."""
+
+    def removals(self, docs: DataFrame, cfg: Any) -> DataFrame:
+        """Every document whose normalised text an earlier ``doc_id`` has; uses ``docs``' hash column if present."""
+        if HASH_COLUMN not in docs.columns:
+            schema = T.StructType([docs.schema["doc_id"], HASH_FIELD])
+            docs = map_batches(docs.select("doc_id", "text"), text_hashes, schema)
+        kept = F.min("doc_id").over(Window.partitionBy(HASH_COLUMN))
+        return (
+            docs.select("doc_id", HASH_COLUMN)
+            .withColumn("duplicate_of", kept)
+            .where(F.col("doc_id") != F.col("duplicate_of"))
+            .select(
+                "doc_id", F.lit(REASON_EXACT_DUPLICATE).alias("reason"), F.lit(HASH_RULE).alias("rule"), "duplicate_of"
+            )
+        )
 
     def annotate(self, docs: DataFrame, cfg: Any) -> DataFrame:
-        id_type = docs.schema["doc_id"].dataType
-        hashed_schema = T.StructType(doc_schema(id_type).fields + [T.StructField(HASH_COLUMN, T.BinaryType(), False)])
-        hashed = map_batches(docs.select(*DOC_COLUMNS), text_hashes, hashed_schema)
-        kept = F.min("doc_id").over(Window.partitionBy(HASH_COLUMN))
-        is_duplicate = F.col("doc_id") != F.col("_kept")
-        return hashed.withColumn("_kept", kept).select(
-            *DOC_COLUMNS,
-            F.when(is_duplicate, F.lit(REASON_EXACT_DUPLICATE)).alias("reason"),
-            F.when(is_duplicate, F.lit(HASH_RULE)).alias("rule"),
-            F.when(is_duplicate, F.col("_kept")).alias("duplicate_of"),
-        )
+        return apply_removals(docs.select(*DOC_COLUMNS), self.removals(docs, cfg))
 
     def report(self, annotated: DataFrame, cfg: Any) -> dict[str, Any]:
         """Duplicate groups (a kept document and its copies): how many, and the sizes of the largest."""

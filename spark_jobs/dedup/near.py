@@ -59,14 +59,13 @@ from spark_jobs import storage
 from spark_jobs.batches import map_batches
 from spark_jobs.dedup.components import Cut, connected_components
 from spark_jobs.dedup.minhash import Bands, MinHasher, choose_bands, exact_jaccard
+from spark_jobs.documents import apply_removals, hint_small
 
 REASON = "near_duplicate"
 AUDIT_SAMPLE = 20
 AUDIT_CHARS = 80
 TOP = 10
 CHECKPOINT_MODES = ("local", "reliable")
-BROADCAST_ROWS = 1_000_000
-"""Up to this many removals (tens of MB) are broadcast to the final join, so the documents are not shuffled."""
 
 log = logging.getLogger(__name__)
 
@@ -290,7 +289,7 @@ def find_removals(docs: DataFrame, params: NearDedupParams, cut: Cut) -> tuple[D
     removals = with_estimates(pairs, sigs, params.num_perm).select(
         F.col("src").alias("doc_id"), F.col("dst").alias("duplicate_of"), "est"
     )
-    return (F.broadcast(removals) if components.size <= BROADCAST_ROWS else removals), stats
+    return hint_small(removals, components.size), stats
 
 
 # --- the stage --------------------------------------------------------------------------------------------------
@@ -300,23 +299,23 @@ class NearDedupStage:
     """MinHash LSH near-duplicate removal (see the module docstring); the pipeline's ``near_dedup`` stage."""
 
     name = "near_dedup"
+    reasons = (REASON,)
 
     def __init__(self) -> None:
         self._lsh_stats: dict[str, Any] | None = None
 
-    def annotate(self, docs: DataFrame, cfg: Any) -> DataFrame:
-        """Every row of ``docs`` plus ``reason``/``rule``/``duplicate_of``; runs the candidate and components jobs."""
+    def removals(self, docs: DataFrame, cfg: Any) -> DataFrame:
+        """``doc_id``, ``reason``, ``rule``, ``duplicate_of`` of each removed document; runs the candidate and
+        components jobs (the removals themselves stay lazy, over cut frames)."""
         params = NearDedupParams.from_config(cfg)
         cut = make_cut(docs, params.checkpoint, cfg.output)
-        removals, self._lsh_stats = find_removals(docs, params, cut)
-        hit = F.col("duplicate_of").isNotNull()
+        found, self._lsh_stats = find_removals(docs, params, cut)
         rule = F.format_string(f"{params.rule_prefix} est_jaccard=%.2f", F.col("est"))
-        return docs.join(removals, "doc_id", "left").select(
-            *docs.columns,
-            F.when(hit, F.lit(REASON)).cast("string").alias("reason"),
-            F.when(hit, rule).cast("string").alias("rule"),
-            F.col("duplicate_of"),
-        )
+        return found.select("doc_id", F.lit(REASON).alias("reason"), rule.alias("rule"), "duplicate_of")
+
+    def annotate(self, docs: DataFrame, cfg: Any) -> DataFrame:
+        """Every row of ``docs`` plus ``reason``/``rule``/``duplicate_of``."""
+        return apply_removals(docs, self.removals(docs, cfg))
 
     def report(self, annotated: DataFrame, cfg: Any) -> dict[str, Any]:
         """Parameters, S-curve, component sizes, the largest components and an exact-Jaccard audit sample.

@@ -7,22 +7,30 @@ onto the same schema by the same record logic.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import pyarrow as pa
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import types as T
 
-from spark_jobs.documents import annotated_schema
+from spark_jobs.batches import BatchFn, RowChain
+from spark_jobs.documents import annotated_schema, arrow_schema
 from spark_jobs.ingest.plan import InputError, Plan, plan_inputs
 from spark_jobs.ingest.readers import ID_STRING, DocBuilder, ReadOptions, ReadUnit, read_unit
 
 __all__ = ["InputError", "ingest"]
 
 
-def ingest(spark: SparkSession, cfg: Any) -> tuple[DataFrame, dict[str, Any]]:
-    """All input documents as one annotated DataFrame (lazy), plus facts about the inputs for the report."""
+def ingest(
+    spark: SparkSession, cfg: Any, steps: Sequence[BatchFn] = (), extra_fields: Sequence[T.StructField] = ()
+) -> tuple[DataFrame, dict[str, Any]]:
+    """All input documents as one annotated DataFrame (lazy), plus facts about the inputs for the report.
+
+    ``steps`` are row-local batch functions (a filter, language ID, a hash) run on each batch right after it is
+    read, in the same Python worker (see :class:`~spark_jobs.batches.RowChain`); ``extra_fields`` are the columns
+    they add beyond the annotated schema.
+    """
     from spark_jobs.ingest.hf import is_hf_uri, read_hf_dataset
 
     hf_uris = [u for u in cfg.input if is_hf_uri(u)]
@@ -43,9 +51,10 @@ def ingest(spark: SparkSession, cfg: Any) -> tuple[DataFrame, dict[str, Any]]:
         id_type=plan.id_type,
         max_file_bytes=cfg.max_file_bytes,
     )
-    schema = annotated_schema(opts.spark_id_type())
-    parts = [_read_units(spark, plan.units, opts, schema)] if plan.units else []
-    parts += [df.mapInArrow(_records_to_docs(opts), schema) for df in hf_frames]
+    schema = T.StructType(annotated_schema(opts.spark_id_type()).fields + list(extra_fields))
+    chain = RowChain(tuple(steps), arrow_schema(schema))
+    parts = [_read_units(spark, plan.units, opts, schema, chain)] if plan.units else []
+    parts += [df.mapInArrow(_records_to_docs(opts, chain), schema) for df in hf_frames]
     docs = parts[0]
     for part in parts[1:]:
         docs = docs.unionByName(part)
@@ -60,9 +69,16 @@ def ingest(spark: SparkSession, cfg: Any) -> tuple[DataFrame, dict[str, Any]]:
 
 
 def _read_units(
-    spark: SparkSession, units: list[ReadUnit], opts: ReadOptions, schema: T.StructType, slices: int = 0
+    spark: SparkSession,
+    units: list[ReadUnit],
+    opts: ReadOptions,
+    schema: T.StructType,
+    chain: RowChain | None = None,
+    slices: int = 0,
 ) -> DataFrame:
-    """A DataFrame of the units (metadata rows), spread over ``slices`` tasks (0: 4 per core), each reading its units."""
+    """A DataFrame of the units (metadata rows), spread over ``slices`` tasks (0: 4 per core), each reading its units
+    and passing every batch through ``chain`` (by default, none: the annotated rows as read)."""
+    chain = chain or RowChain((), arrow_schema(schema))
     slices = max(1, min(len(units), slices or 4 * spark.sparkContext.defaultParallelism))
     rdd = spark.sparkContext.parallelize([u.to_row() for u in units], slices)
     unit_schema = T.StructType(
@@ -73,13 +89,14 @@ def _read_units(
     def read(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         for batch in batches:
             for row in batch.to_pylist():
-                yield from read_unit(ReadUnit(**row), opts)
+                yield from map(chain, read_unit(ReadUnit(**row), opts))
 
     return unit_df.mapInArrow(read, schema)
 
 
-def _records_to_docs(opts: ReadOptions):
-    """mapInArrow function mapping rows that carry ``_source``/``_position`` (the HF reader's) onto documents."""
+def _records_to_docs(opts: ReadOptions, chain: RowChain):
+    """mapInArrow function mapping rows that carry ``_source``/``_position`` (the HF reader's) onto documents, then
+    through ``chain``."""
 
     def convert(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         out = DocBuilder(opts)
@@ -88,7 +105,6 @@ def _records_to_docs(opts: ReadOptions):
                 source, position = record.pop("_source"), record.pop("_position")
                 out.add_record(record, source, position)
             if len(out):
-                yield out.flush()
+                yield chain(out.flush())
 
     return convert
-

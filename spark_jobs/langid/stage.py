@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from pyspark.sql import DataFrame
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from spark_jobs.batches import annotate_batches
 from spark_jobs.documents import KIND_CODE
-from spark_jobs.langid.identify import LanguageIdentifier, LanguageRule
+from spark_jobs.langid.identify import REASON_LANGUAGE, LanguageIdentifier, LanguageRule
 from spark_jobs.langid.model import ModelSource
 
 TOP_LANGUAGES = 20
@@ -20,17 +20,20 @@ class LangIdStage:
     under ``--lang-threshold``. Code documents pass untouched (``lang`` null)."""
 
     name = "langid"
+    reasons = (REASON_LANGUAGE,)
 
-    def identifier(self, docs: DataFrame, cfg: Any) -> LanguageIdentifier:
+    def batch_fn(self, spark: SparkSession, cfg: Any) -> LanguageIdentifier:
+        """The row-local decision (a user model is shipped to the executors here), for the pipeline to run fused
+        with ingestion (see ``RowChain``)."""
         return LanguageIdentifier(
             rule=LanguageRule.parse(cfg.languages, cfg.lang_threshold),
             window_chars=cfg.lang_window_chars,
             window_pieces=cfg.lang_window_pieces,
-            model=ModelSource.for_spark(docs.sparkSession, cfg.lang_model),
+            model=ModelSource.for_spark(spark, cfg.lang_model),
         )
 
     def annotate(self, docs: DataFrame, cfg: Any) -> DataFrame:
-        return annotate_batches(docs, self.identifier(docs, cfg))
+        return annotate_batches(docs, self.batch_fn(docs.sparkSession, cfg))
 
     def report(self, annotated: DataFrame, cfg: Any) -> dict[str, Any]:
         """The most frequent labels among all text documents and among the removed ones (what the rule cost)."""
