@@ -16,8 +16,8 @@ The contract is deliberately small so every stage (filter, langid, exact and nea
 * :class:`RowChain` runs several row-local batch functions (ingest's reader, the filter, language ID, the exact-dedup
   hash) in one Python pass, each on the rows no earlier one removed: one JVM -> Python -> JVM round trip and one
   Parquet write for all of them, instead of one per stage;
-* :func:`count_by_rule` is the matching report helper: rules are written ``"<name>: <measured detail>"``, and a
-  stage's report counts removals by name.
+* :func:`group_counts` is the matching report helper: rules are written ``"<name>: <measured detail>"``, and
+  reports count documents by reason, rule name, kind and language from one small aggregate.
 """
 
 from __future__ import annotations
@@ -136,9 +136,23 @@ def rule_name(rule: Column) -> Column:
     return F.regexp_extract(F.coalesce(rule, F.lit("")), r"^([A-Za-z0-9_.\-]+)", 1)
 
 
-def count_by_rule(annotated: DataFrame) -> dict[str, int]:
-    """Removals per rule name, most frequent first: a small aggregate, the only thing brought to the driver."""
-    rows = (
-        annotated.where(F.col("reason").isNotNull()).groupBy(rule_name(F.col("rule")).alias("name")).count().collect()
-    )
-    return {row["name"]: row["count"] for row in sorted(rows, key=lambda r: (-r["count"], r["name"]))}
+CHARS = "_chars"
+"""Characters of each text, stored with the pipeline's annotated copy so that counts never decode the text again."""
+
+
+def group_counts(annotated: DataFrame) -> list[dict[str, Any]]:
+    """Documents and characters per (reason, rule name, kind, lang) of an annotated frame: one small aggregate (a
+    few hundred rows at most, the only thing brought to the driver) that every count in a report derives from."""
+    chars = F.col(CHARS) if CHARS in annotated.columns else F.coalesce(F.length("text"), F.lit(0))
+    keys = ["reason", rule_name(F.col("rule")).alias("rule_name"), "kind", "lang"]
+    rows = annotated.groupBy(*keys).agg(F.count(F.lit(1)).alias("docs"), F.sum(chars).alias("chars")).collect()
+    return [{**row.asDict(), "chars": int(row["chars"] or 0)} for row in rows]
+
+
+def most_frequent(counts: Sequence[Mapping[str, Any]], key: str, limit: int | None = None) -> dict[Any, int]:
+    """Documents per value of ``key`` in ``counts`` (rows of :func:`group_counts`), most frequent first."""
+    totals: dict[Any, int] = {}
+    for row in counts:
+        totals[row[key]] = totals.get(row[key], 0) + row["docs"]
+    ranked = sorted(totals.items(), key=lambda item: (-item[1], "" if item[0] is None else str(item[0])))
+    return dict(ranked[:limit])

@@ -23,7 +23,7 @@ from typing import Any, Protocol
 
 import pyarrow as pa
 import xxhash
-from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
@@ -81,13 +81,6 @@ def hint_small(removals: DataFrame, rows: int) -> DataFrame:
     return F.broadcast(removals) if rows <= BROADCAST_ROWS else removals
 
 
-def only_reasons(reasons: tuple[str, ...]) -> list[Column]:
-    """The annotation columns with every removal not for one of ``reasons`` blanked (a kept row, as far as a stage
-    that only gives those reasons could tell)."""
-    mine = F.col("reason").isin(*reasons)
-    return [F.when(mine, F.col(name)).alias(name) for name in ANNOTATIONS]
-
-
 def position_id(source: str, position: int) -> int:
     """Deterministic signed 64-bit doc id of the ``position``-th row of ``source`` (Spark's LongType is signed)."""
     h = xxhash.xxh64_intdigest(f"{source}\x00{position}".encode())
@@ -122,6 +115,11 @@ class RowStage(Stage, Protocol):
 
     def batch_fn(self, spark: SparkSession, cfg: Any) -> Any:
         """A picklable ``fn(batch) -> {column: values}`` giving ``reason``/``rule`` (and any columns it fills)."""
+        ...
+
+    def summary(self, counts: list[dict[str, Any]], cfg: Any) -> dict[str, Any]:
+        """:meth:`report` from the stage's ``spark_jobs.batches.group_counts`` (which the pipeline computes once
+        for all row stages)."""
         ...
 
 

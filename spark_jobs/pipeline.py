@@ -26,11 +26,11 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from pyspark.sql import DataFrame, Row, SparkSession
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from spark_jobs import storage
-from spark_jobs.batches import rule_name
+from spark_jobs.batches import CHARS, group_counts, most_frequent
 from spark_jobs.config import STAGE_OPTIONS, PipelineConfig
 from spark_jobs.documents import (
     ANNOTATIONS,
@@ -40,7 +40,6 @@ from spark_jobs.documents import (
     RowStage,
     apply_removals,
     hint_small,
-    only_reasons,
 )
 from spark_jobs.ingest import InputError, ingest
 from spark_jobs.session import get_spark
@@ -51,8 +50,6 @@ STAGE_CLASSES = {
     "exact_dedup": "spark_jobs.dedup.exact:ExactDedupStage",
     "near_dedup": "spark_jobs.dedup.near:NearDedupStage",
 }
-CHARS = "_chars"
-"""Characters of each text, stored with the annotated copy so that counts never decode the text again."""
 
 
 def load_stage(name: str) -> RowStage | DedupStage:
@@ -94,33 +91,39 @@ def run_stage(
     return spark.read.parquet(storage.spark_path(path)), False
 
 
-def removal_rows(removed: DataFrame) -> list[Row]:
-    """Documents and characters per (reason, rule name) of ``removed`` (which has ``reason``, ``rule``, ``_chars``):
-    one row per group, a handful, the only thing brought to the driver."""
-    grouped = removed.groupBy("reason", rule_name(F.col("rule")).alias("rule_name"))
-    return grouped.agg(F.count(F.lit(1)).alias("docs"), F.sum(CHARS).alias("chars")).collect()
-
-
-def flows(rows: list[Row], stages: Sequence[tuple[str, Sequence[str]]], docs: int, chars: int) -> dict[str, Any]:
+def flows(counts: list[dict[str, Any]], stages: Sequence[tuple[str, Sequence[str]]], docs: int, chars: int) -> dict:
     """Documents and characters in and out of each stage, in order, and its removals by reason and by rule name;
-    ``docs``/``chars`` go into the first, and a stage's removals are the ``rows`` with one of its reasons."""
+    ``docs``/``chars`` go into the first, and a stage's removals are the ``counts`` rows with one of its reasons."""
     out: dict[str, Any] = {}
     for name, reasons in stages:
-        mine = [r for r in rows if r["reason"] in reasons]
-        by_reason: dict[str, int] = {}
-        for r in mine:
-            by_reason[r["reason"]] = by_reason.get(r["reason"], 0) + r["docs"]
-        removed_docs, removed_chars = sum(r["docs"] for r in mine), int(sum(r["chars"] or 0 for r in mine))
+        mine = [r for r in counts if r["reason"] in reasons]
+        removed_docs, removed_chars = sum(r["docs"] for r in mine), sum(r["chars"] for r in mine)
         out[name] = {
             "docs_in": docs,
             "chars_in": chars,
             "docs_out": docs - removed_docs,
             "chars_out": chars - removed_chars,
-            "removed_by_reason": dict(sorted(by_reason.items())),
-            "removed_by_rule": dict(sorted((f"{r['reason']}:{r['rule_name']}", r["docs"]) for r in mine)),
+            "removed_by_reason": dict(sorted(most_frequent(mine, "reason").items())),
+            "removed_by_rule": dict(
+                sorted(
+                    most_frequent(
+                        [{**r, "reason_rule": f"{r['reason']}:{r['rule_name']}"} for r in mine], "reason_rule"
+                    ).items()
+                )
+            ),
         }
         docs, chars = docs - removed_docs, chars - removed_chars
     return out
+
+
+def seen_by(counts: list[dict[str, Any]], earlier: Sequence[str], own: Sequence[str]) -> list[dict[str, Any]]:
+    """The counts of what one row stage saw and decided: rows an earlier stage removed are gone, and removals by a
+    later stage count as kept (as if the stage had run alone)."""
+    return [
+        r if r["reason"] is None or r["reason"] in own else {**r, "reason": None, "rule_name": ""}
+        for r in counts
+        if r["reason"] not in earlier
+    ]
 
 
 def run(cfg: PipelineConfig, spark: SparkSession | None = None) -> dict[str, Any]:
@@ -144,15 +147,14 @@ def run(cfg: PipelineConfig, spark: SparkSession | None = None) -> dict[str, Any
         stage_key(cfg, names),  # a reused copy without the preps' columns is fine: their stages compute them then
         lambda: raw.withColumn(CHARS, F.coalesce(F.length("text"), F.lit(0))),
     )
-    totals = annotated.agg(F.count(F.lit(1)), F.sum(CHARS)).first()
+    counts = group_counts(annotated)
     owners = [("ingest", (REASON_INVALID,)), *((s.name, s.reasons) for s in row_stages)]
-    stats = flows(removal_rows(annotated.where(F.col("reason").isNotNull())), owners, totals[0], int(totals[1] or 0))
+    stats = flows(counts, owners, sum(r["docs"] for r in counts), sum(r["chars"] for r in counts))
     report["stages"]["ingest"] = {**stats["ingest"], "reused": reused}
     earlier = [REASON_INVALID]
     for stage in row_stages:
-        seen = annotated.where(F.col("reason").isNull() | ~F.col("reason").isin(*earlier))
-        view = seen.select(*DOC_COLUMNS, *only_reasons(stage.reasons))
-        report["stages"][stage.name] = {**stats[stage.name], **stage.report(view, cfg), "reused": reused}
+        summary = stage.summary(seen_by(counts, earlier, stage.reasons), cfg)
+        report["stages"][stage.name] = {**stats[stage.name], **summary, "reused": reused}
         earlier += stage.reasons
 
     # Dedup stages: each reads what is still kept and writes its removals.
@@ -171,24 +173,24 @@ def run(cfg: PipelineConfig, spark: SparkSession | None = None) -> dict[str, Any
         )
         count = found.count()
         found = hint_small(found, count)
-        rows = removal_rows(found.join(annotated.select("doc_id", CHARS), "doc_id"))
-        flow = flows(rows, [(stage.name, stage.reasons)], flow["docs_out"], flow["chars_out"])[stage.name]
+        removed_counts = group_counts(found.join(annotated.select("doc_id", "kind", "lang", CHARS), "doc_id"))
+        flow = flows(removed_counts, [(stage.name, stage.reasons)], flow["docs_out"], flow["chars_out"])[stage.name]
         extra = stage.report(apply_removals(docs.select(*DOC_COLUMNS), found), cfg)
         report["stages"][stage.name] = {**flow, **extra, "reused": reused}
         removals.append((found, count))
 
-    # One annotated copy + all removals -> cleaned/ and removed/, each sorted by doc_id.
-    all_removals = union(removals) if removals else None
-    cleaned = kept if all_removals is None else kept.join(all_removals, "doc_id", "left_anti")
-    removed = annotated.where(F.col("reason").isNotNull()).select(*DOC_COLUMNS, *ANNOTATIONS)
-    if all_removals is not None:
-        removed = removed.unionByName(kept.join(all_removals, "doc_id").select(*DOC_COLUMNS, *ANNOTATIONS))
-    cleaned_path, removed_path = storage.join(out, "cleaned"), storage.join(out, "removed")
-    n_parts = spark.sparkContext.defaultParallelism
-    for frame, path in ((cleaned.select(*DOC_COLUMNS), cleaned_path), (removed, removed_path)):
-        frame.repartition(n_parts, "doc_id").sortWithinPartitions("doc_id").write.mode("overwrite").parquet(
-            storage.spark_path(path)
+    # The annotated copy with all removals -> cleaned/ and removed/. No shuffle when the removals are broadcast: rows
+    # keep the input's order, so equal inputs give equal rows in equal order whatever the partitioning.
+    cleaned, removed = kept.select(*DOC_COLUMNS), annotated.select(*DOC_COLUMNS, *ANNOTATIONS)
+    if removals:
+        decided = union(removals).select("doc_id", *(F.col(c).alias(f"_{c}") for c in ANNOTATIONS))
+        cleaned = cleaned.join(decided, "doc_id", "left_anti")
+        removed = removed.join(decided, "doc_id", "left").select(
+            *DOC_COLUMNS, *(F.coalesce(F.col(c), F.col(f"_{c}")).alias(c) for c in ANNOTATIONS)
         )
+    cleaned_path, removed_path = storage.join(out, "cleaned"), storage.join(out, "removed")
+    cleaned.write.mode("overwrite").parquet(storage.spark_path(cleaned_path))
+    removed.where(F.col("reason").isNotNull()).write.mode("overwrite").parquet(storage.spark_path(removed_path))
 
     cleaned = spark.read.parquet(storage.spark_path(cleaned_path))
     n_input = report["stages"]["ingest"]["docs_in"]

@@ -5,9 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from pyspark.sql import DataFrame, SparkSession
-from pyspark.sql import functions as F
 
-from spark_jobs.batches import annotate_batches
+from spark_jobs.batches import annotate_batches, group_counts, most_frequent
 from spark_jobs.documents import KIND_CODE
 from spark_jobs.langid.identify import REASON_LANGUAGE, LanguageIdentifier, LanguageRule
 from spark_jobs.langid.model import ModelSource
@@ -36,15 +35,15 @@ class LangIdStage:
         return annotate_batches(docs, self.batch_fn(docs.sparkSession, cfg))
 
     def report(self, annotated: DataFrame, cfg: Any) -> dict[str, Any]:
-        """The most frequent labels among all text documents and among the removed ones (what the rule cost)."""
-        text = annotated.where(F.col("kind") != KIND_CODE)
+        return self.summary(group_counts(annotated), cfg)
+
+    def summary(self, counts: list[dict[str, Any]], cfg: Any) -> dict[str, Any]:
+        """The most frequent labels among all text documents and among the removed ones (what the rule cost), from
+        the stage's :func:`~spark_jobs.batches.group_counts`."""
+        text = [row for row in counts if row["kind"] != KIND_CODE]
         return {
-            "languages": label_counts(text),
-            "removed_languages": label_counts(text.where(F.col("reason").isNotNull())),
+            "languages": most_frequent(text, "lang", TOP_LANGUAGES),
+            "removed_languages": most_frequent(
+                [row for row in text if row["reason"] is not None], "lang", TOP_LANGUAGES
+            ),
         }
-
-
-def label_counts(docs: DataFrame) -> dict[str, int]:
-    """Documents per fastText label, the ``TOP_LANGUAGES`` most frequent (a tiny aggregate)."""
-    rows = docs.groupBy("lang").count().orderBy(F.desc("count"), "lang").limit(TOP_LANGUAGES).collect()
-    return {row["lang"]: row["count"] for row in rows}

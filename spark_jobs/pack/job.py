@@ -12,15 +12,19 @@ Where a document goes, deterministically whatever the input partitioning or core
 - Its shard is ``order mod shards`` of its split, and a shard is packed in ``(order, doc_id)`` order: a seeded
   shuffle, so neighbouring documents in a sequence are unrelated (not all files of one repository in a row).
 
-The job, in three steps, because shards are few (10) and cores may be many, so tokenizing inside shard tasks would
-leave cores idle:
+The job is one shuffle and one ``mapInArrow``:
 
-1. **tokenize** (``mapInArrow``) after spreading the documents over the shuffle partitions: each document becomes a
-   list<int32> of ids; the text goes no further;
-2. **shuffle** the ids once into one partition per shard, train shards then validation shards, sorted by order;
-3. **pack** (``mapInArrow``, one task per shard): stream the ids through :class:`~spark_jobs.pack.packing.Packer`
-   into a :class:`~spark_jobs.pack.packing.ShardWriter`, and return one small stats row; data never reaches the
-   driver.
+1. **shuffle** the documents (their text, not token ids: text is about half the bytes of its int32 ids) into one
+   partition per shard, train shards then validation shards, sorted by ``(order, doc_id)``;
+2. **tokenize and pack** in the same task, one per shard, streaming one Arrow batch at a time: batch-encode with the
+   Rust tokenizer, stream the ids through :class:`~spark_jobs.pack.packing.Packer` into a
+   :class:`~spark_jobs.pack.packing.ShardWriter`, and return one small stats row; data never reaches the driver.
+
+Tokenizing where the shard is packed saves what tokenizing first would cost: sending every id back from Python to
+the JVM, shuffling and sorting ids, and sending them to Python again, which measured about a fifth of the
+tokenizer's own CPU time (``bench/bench_pack.py``). Shard tasks are few (``--num-shards`` plus validation) while
+cores may be many, so each task's tokenizer gets enough Rust threads for the shard tasks to cover every core
+(:func:`tokenizer_threads`).
 
 Shards are written from the executors with ``pyarrow.fs``, so on a cluster ``--output`` must be shared storage
 (HDFS, S3, a network file system). An empty shard (no documents) gets a valid Parquet file with no rows, written by
@@ -36,6 +40,7 @@ import functools
 import hashlib
 import itertools
 import json
+import math
 import os
 import tempfile
 from collections import Counter
@@ -47,7 +52,7 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.fs as pafs
-from pyspark import SparkContext, SparkFiles, TaskContext
+from pyspark import SparkContext, SparkFiles
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
@@ -86,13 +91,19 @@ STATS_SCHEMA = T.StructType(
 
 @dataclass(frozen=True)
 class PackTask:
-    """What every pack task needs: small, shipped in the task closure. Targets number train shards first."""
+    """What every pack task needs: small, shipped in the task closure. Targets number train shards first.
+
+    ``tokenizer_file`` is the ``addFile`` name of the shipped ``tokenizer.json``; ``threads`` the size of the Rust
+    thread pool each task's tokenizer encodes with (:func:`tokenizer_threads`).
+    """
 
     root: str
     train_shards: int
     seq_len: int
     bos_id: int
     eos_id: int
+    tokenizer_file: str
+    threads: int
 
     def split_shard(self, target: int) -> tuple[str, int]:
         """The split and shard number of a target (a shuffle partition)."""
@@ -124,10 +135,11 @@ def pack_corpus(cleaned: DataFrame, cfg: PipelineConfig, out_dir: str) -> dict[s
     tokenizer_file = _ship_tokenizer(spark.sparkContext, _save_tokenizer(tok, fs, root))
 
     shard_counts = {"train": cfg.num_shards, "val": val_shard_count(cfg.num_shards, cfg.val_fraction)}
-    task = PackTask(root_uri, cfg.num_shards, cfg.seq_len, bos_id, eos_id)
-    docs = _spread(_targeted(cleaned, cfg.seed, cfg.val_fraction, shard_counts))
-    tokens = _tokenize(docs, tokenizer_file)
-    stats = [row.asDict() for row in _pack(tokens, sum(shard_counts.values()), task).collect()]
+    partitions = sum(shard_counts.values())
+    threads = tokenizer_threads(spark.sparkContext, partitions)
+    task = PackTask(root_uri, cfg.num_shards, cfg.seq_len, bos_id, eos_id, tokenizer_file, threads)
+    docs = _targeted(cleaned, cfg.seed, cfg.val_fraction, shard_counts)
+    stats = [row.asDict() for row in _pack(docs, partitions, task).collect()]
 
     manifest = _manifest(stats, shard_counts, cfg, tok, (bos_id, eos_id, pad_id), fs, root)
     with fs.open_output_stream(f"{root}/manifest.json") as out:
@@ -187,37 +199,19 @@ def _targeted(cleaned: DataFrame, seed: int, val_fraction: float, shard_counts: 
     )
 
 
-def _spread(docs: DataFrame) -> DataFrame:
-    """Hash-partition by ``order`` over the shuffle partitions (at least one per core), since tokenizing (the costly
-    step) runs on these partitions. The input's own partitioning cannot be trusted for balance: one big JSONL file
-    or one Parquet row group is one busy task whatever the partition count says."""
-    spark = docs.sparkSession
-    partitions = max(spark.sparkContext.defaultParallelism, int(spark.conf.get("spark.sql.shuffle.partitions")))
-    return docs.repartition(partitions, "order")
+def tokenizer_threads(sc: SparkContext, partitions: int) -> int:
+    """Rust threads per shard task: ``spark.task.cpus``, times as many as it takes for the tasks to fill the cores.
 
-
-def _tokenize(docs: DataFrame, tokenizer_file: str) -> DataFrame:
-    """Every column of ``docs`` but ``text``, plus ``ids`` (array<int>), computed where the documents are."""
-    fields = [field for field in docs.schema.fields if field.name != "text"]
-    schema = T.StructType([*fields, T.StructField("ids", T.ArrayType(T.IntegerType()), False)])
-    return docs.mapInArrow(functools.partial(_tokenize_partition, tokenizer_file=tokenizer_file), schema)
-
-
-def _tokenize_partition(batches: Iterator[pa.RecordBatch], tokenizer_file: str) -> Iterator[pa.RecordBatch]:
-    """``mapInArrow`` body of the tokenize step: one Arrow batch in, the same rows with ids for text out.
-
-    The tokenizer gets as many Rust threads as Spark granted the task (``spark.task.cpus``, default 1): Spark already
-    runs one task per granted core, and Rust's default of one thread per host core would have every task compete
-    with all the others. ``RAYON_NUM_THREADS`` counts when the worker first tokenizes in parallel.
+    With at least as many shard tasks as task slots (2 cores, 10 shards), every slot runs one task and one thread
+    each (``spark.task.cpus`` threads) is right: more would only compete with the other tasks. With fewer shard tasks
+    than slots (64 cores, 10 shards), Spark would leave cores idle, so each task's tokenizer takes ``ceil(slots /
+    tasks)`` times as many threads. Slots are the scheduler's count of tasks that can run at once
+    (``maxNumConcurrentTasks``, the number barrier stages rely on), at least one before any executor has registered.
     """
-    cpus = TaskContext.get().cpus()
-    os.environ["TOKENIZERS_PARALLELISM"] = "true" if cpus > 1 else "false"
-    os.environ["RAYON_NUM_THREADS"] = str(cpus)
-    tokenizer = worker_tokenizer(SparkFiles.get(tokenizer_file))
-    for batch in batches:
-        encodings = tokenizer.encode_batch_fast(batch.column("text").to_pylist(), add_special_tokens=False)
-        ids = as_list_array([encoding.ids for encoding in encodings])
-        yield batch.drop_columns(["text"]).append_column("ids", ids)
+    jsc = sc._jsc.sc()  # type: ignore[union-attr]  # py4j: the JVM SparkContext
+    slots = jsc.maxNumConcurrentTasks(jsc.resourceProfileManager().defaultResourceProfile())
+    task_cpus = int(sc.getConf().get("spark.task.cpus", "1"))
+    return task_cpus * max(1, math.ceil(slots / partitions))
 
 
 def _partition_keys(spark: SparkSession, partitions: int) -> list[int]:
@@ -235,26 +229,35 @@ def _partition_keys(spark: SparkSession, partitions: int) -> list[int]:
     return [keys[p] for p in range(partitions)]
 
 
-def _pack(tokens: DataFrame, partitions: int, task: PackTask) -> DataFrame:
-    """One shuffle into one partition per shard, sorted by order, then packed by ``mapInArrow``: the stats rows."""
-    keys = F.array(*[F.lit(key) for key in _partition_keys(tokens.sparkSession, partitions)]).cast("array<bigint>")
+def _pack(docs: DataFrame, partitions: int, task: PackTask) -> DataFrame:
+    """One shuffle into one partition per shard, sorted by order, then tokenized and packed by ``mapInArrow``: the
+    stats rows."""
+    keys = F.array(*[F.lit(key) for key in _partition_keys(docs.sparkSession, partitions)]).cast("array<bigint>")
     return (
-        tokens.repartition(partitions, F.element_at(keys, F.col("target") + 1))
+        docs.repartition(partitions, F.element_at(keys, F.col("target") + 1))
         .sortWithinPartitions("order", "doc_id")
-        .select("target", "kind", "ids")
+        .select("target", "kind", "text")
         .mapInArrow(functools.partial(_pack_partition, task=task), STATS_SCHEMA)
     )
 
 
 def _pack_partition(batches: Iterator[pa.RecordBatch], task: PackTask) -> Iterator[pa.RecordBatch]:
-    """``mapInArrow`` body of the pack step: stream one shard's documents into its Parquet file; yield its stats row.
+    """``mapInArrow`` body: tokenize one shard's documents, in order, into its Parquet file; yield its stats row.
 
-    Memory is one Arrow batch of documents plus at most one row group of sequences.
+    Memory is one Arrow batch of documents and their ids plus at most one row group of sequences.
+
+    The tokenizer always encodes on its Rust thread pool (``TOKENIZERS_PARALLELISM=true``), even with one thread:
+    encoding on the Python worker's main thread measured about 1.3x the CPU per token of encoding on any other
+    thread (glibc's main malloc arena, which the Python heap shares, is the slow one). ``RAYON_NUM_THREADS`` sizes
+    the pool when the worker first encodes; Python workers are reused, so the pool keeps the size of that first job.
     """
     batches = (batch for batch in batches if batch.num_rows)
     first = next(batches, None)
     if first is None:
         return  # an empty shard: the driver writes its file
+    os.environ["TOKENIZERS_PARALLELISM"] = "true"
+    os.environ["RAYON_NUM_THREADS"] = str(task.threads)
+    tokenizer = worker_tokenizer(SparkFiles.get(task.tokenizer_file))
     target = first.column("target")[0].as_py()
     split, shard = task.split_shard(target)
     fs, root = storage.resolve(task.root)
@@ -265,8 +268,10 @@ def _pack_partition(batches: Iterator[pa.RecordBatch], task: PackTask) -> Iterat
         for batch in itertools.chain([first], batches):
             if pc.min_max(batch.column("target")).as_py() != {"min": target, "max": target}:
                 raise RuntimeError(f"shard {target} shares its partition: Spark no longer partitions by `hash`")
-            writer.write(packer.add(batch.column("ids")))
-            framed = pa.table({"kind": batch.column("kind"), "tokens": pc.list_value_length(batch.column("ids"))})
+            encodings = tokenizer.encode_batch_fast(batch.column("text").to_pylist(), add_special_tokens=False)
+            ids = as_list_array([encoding.ids for encoding in encodings])
+            writer.write(packer.add(ids))
+            framed = pa.table({"kind": batch.column("kind"), "tokens": pc.list_value_length(ids)})
             for group in framed.group_by("kind").aggregate([("tokens", "sum"), ("tokens", "count")]).to_pylist():
                 tokens_by_kind[group["kind"]] += group["tokens_sum"] + 2 * group["tokens_count"]  # BOS and EOS
             documents += batch.num_rows
