@@ -34,6 +34,10 @@ from pyspark.sql import types as T
 
 from spark_jobs.documents import DOC_COLUMNS, annotated_schema, arrow_schema
 
+CHARS = "_chars"
+"""Characters of each text (0 for none): measured once, in Arrow, by a :class:`RowChain` whose schema has this
+column, so that report counts never decode the text again (Spark's ``length`` is a byte loop in the JVM)."""
+
 ColumnValues = pa.Array | pa.ChunkedArray | Sequence[Any]
 """One computed column: an Arrow array or a Python sequence, one value per input row."""
 
@@ -81,8 +85,8 @@ class RowChain:
     """Row-local batch functions applied in order in one pass, each to the rows no earlier one removed.
 
     The batch is first reshaped to ``schema`` (an annotated schema, perhaps with extra columns such as a hash), so
-    ``reason`` exists; a function then sees the sub-batch of rows whose ``reason`` is still null, and what it
-    computes is written back at those rows. The result is what running the stages one after another would give,
+    ``reason`` exists, and :data:`CHARS` is filled for every row when the schema has it; a function then sees the
+    sub-batch of rows whose ``reason`` is still null, and what it computes is written back at those rows. The result is what running the stages one after another would give,
     without a Spark round trip and a Parquet copy per stage. Picklable when the functions are.
     """
 
@@ -90,7 +94,8 @@ class RowChain:
     schema: pa.Schema
 
     def __call__(self, batch: pa.RecordBatch) -> pa.RecordBatch:
-        out = merge_columns(batch, {}, self.schema)
+        chars = {CHARS: pc.fill_null(pc.utf8_length(batch.column("text")), 0)} if CHARS in self.schema.names else {}
+        out = merge_columns(batch, chars, self.schema)
         for fn in self.fns:
             live = pc.indices_nonzero(pc.is_null(out.column("reason")))
             if len(live) == 0:
@@ -134,10 +139,6 @@ def rule_name(rule: Column) -> Column:
     """The rule's name: its leading identifier (``"min_lines: 2 < 3"`` -> ``"min_lines"``, ``"minhash b=17 ..."`` ->
     ``"minhash"``), so counts group by rule and not by measured value; empty for a null rule."""
     return F.regexp_extract(F.coalesce(rule, F.lit("")), r"^([A-Za-z0-9_.\-]+)", 1)
-
-
-CHARS = "_chars"
-"""Characters of each text, stored with the pipeline's annotated copy so that counts never decode the text again."""
 
 
 def group_counts(annotated: DataFrame) -> list[dict[str, Any]]:

@@ -130,6 +130,10 @@ class DedupStage(Stage, Protocol):
         """``doc_id``, ``reason``, ``rule``, ``duplicate_of`` of each removed document of ``docs`` (lazily)."""
         ...
 
+    def summary(self, removals: DataFrame, docs: DataFrame, cfg: Any) -> dict[str, Any]:
+        """:meth:`report` from the stage's written ``removals`` and its input ``docs`` (reading only what it needs)."""
+        ...
+
 
 @dataclass(frozen=True)
 class Verdict:

@@ -28,6 +28,7 @@ from typing import Any
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
+from pyspark.sql import types as T
 
 from spark_jobs import storage
 from spark_jobs.batches import CHARS, group_counts, most_frequent
@@ -38,7 +39,6 @@ from spark_jobs.documents import (
     REASON_INVALID,
     DedupStage,
     RowStage,
-    apply_removals,
     hint_small,
 )
 from spark_jobs.ingest import InputError, ingest
@@ -86,9 +86,19 @@ def run_stage(
         print(f"[{name}] up to date, reusing {path}")
         return spark.read.parquet(storage.spark_path(path)), True
     started = time.time()
-    build().write.mode("overwrite").parquet(storage.spark_path(path))
+    written = write_parquet(build(), path)
     storage.write_text(marker, json.dumps({"key": key, "seconds": round(time.time() - started, 2)}))
-    return spark.read.parquet(storage.spark_path(path)), False
+    return written, False
+
+
+def write_parquet(df: DataFrame, path: str) -> DataFrame:
+    """Write ``df`` as Parquet (replacing ``path``) and return the written files as a frame (its schema is known,
+    so reading back needs no footer-reading job)."""
+    writer = df.write.mode("overwrite")
+    for column in {"doc_id", "text"} & set(df.columns):  # unique values: a dictionary attempt is wasted hashing
+        writer = writer.option(f"parquet.enable.dictionary#{column}", "false")
+    writer.parquet(storage.spark_path(path))
+    return df.sparkSession.read.schema(df.schema).parquet(storage.spark_path(path))
 
 
 def flows(counts: list[dict[str, Any]], stages: Sequence[tuple[str, Sequence[str]]], docs: int, chars: int) -> dict:
@@ -139,13 +149,14 @@ def run(cfg: PipelineConfig, spark: SparkSession | None = None) -> dict[str, Any
     names = ["ingest", *(s.name for s in row_stages)]
     preps = [s for s in dedup_stages if hasattr(s, "row_prep")]
     steps = [s.batch_fn(spark, cfg) for s in row_stages] + [s.row_prep for s in preps]
-    raw, report["input"] = ingest(spark, cfg, steps, [field for s in preps for field in s.row_fields])
+    extra_fields = [T.StructField(CHARS, T.LongType(), False), *(field for s in preps for field in s.row_fields)]
+    raw, report["input"] = ingest(spark, cfg, steps, extra_fields)
     annotated, reused = run_stage(
         spark,
         out,
         f"00-{'+'.join(names)}",
         stage_key(cfg, names),  # a reused copy without the preps' columns is fine: their stages compute them then
-        lambda: raw.withColumn(CHARS, F.coalesce(F.length("text"), F.lit(0))),
+        lambda: raw,
     )
     counts = group_counts(annotated)
     owners = [("ingest", (REASON_INVALID,)), *((s.name, s.reasons) for s in row_stages)]
@@ -175,7 +186,7 @@ def run(cfg: PipelineConfig, spark: SparkSession | None = None) -> dict[str, Any
         found = hint_small(found, count)
         removed_counts = group_counts(found.join(annotated.select("doc_id", "kind", "lang", CHARS), "doc_id"))
         flow = flows(removed_counts, [(stage.name, stage.reasons)], flow["docs_out"], flow["chars_out"])[stage.name]
-        extra = stage.report(apply_removals(docs.select(*DOC_COLUMNS), found), cfg)
+        extra = stage.summary(found, docs.select(*DOC_COLUMNS), cfg)
         report["stages"][stage.name] = {**flow, **extra, "reused": reused}
         removals.append((found, count))
 
@@ -188,14 +199,10 @@ def run(cfg: PipelineConfig, spark: SparkSession | None = None) -> dict[str, Any
         removed = removed.join(decided, "doc_id", "left").select(
             *DOC_COLUMNS, *(F.coalesce(F.col(c), F.col(f"_{c}")).alias(c) for c in ANNOTATIONS)
         )
-    cleaned_path, removed_path = storage.join(out, "cleaned"), storage.join(out, "removed")
-    cleaned.write.mode("overwrite").parquet(storage.spark_path(cleaned_path))
-    removed.where(F.col("reason").isNotNull()).write.mode("overwrite").parquet(storage.spark_path(removed_path))
-
-    cleaned = spark.read.parquet(storage.spark_path(cleaned_path))
+    cleaned = write_parquet(cleaned, storage.join(out, "cleaned"))
+    removed = write_parquet(removed.where(F.col("reason").isNotNull()), storage.join(out, "removed"))
     n_input = report["stages"]["ingest"]["docs_in"]
-    n_cleaned = cleaned.count()
-    n_removed = spark.read.parquet(storage.spark_path(removed_path)).count()
+    n_cleaned, n_removed = cleaned.count(), removed.count()
     report["accounting"] = {"input": n_input, "cleaned": n_cleaned, "removed": n_removed}
     if n_input != n_cleaned + n_removed:
         raise AssertionError(

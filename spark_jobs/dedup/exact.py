@@ -70,12 +70,12 @@ class ExactDedupStage:
         return apply_removals(docs.select(*DOC_COLUMNS), self.removals(docs, cfg))
 
     def report(self, annotated: DataFrame, cfg: Any) -> dict[str, Any]:
-        """Duplicate groups (a kept document and its copies): how many, and the sizes of the largest."""
-        groups = (
-            annotated.where(F.col("reason") == REASON_EXACT_DUPLICATE)
-            .groupBy("duplicate_of")
-            .agg((F.count("*") + 1).alias("size"))
-        )
+        return self.summary(annotated.where(F.col("reason") == REASON_EXACT_DUPLICATE), annotated, cfg)
+
+    def summary(self, removals: DataFrame, docs: DataFrame, cfg: Any) -> dict[str, Any]:
+        """Duplicate groups (a kept document and its copies): how many, and the sizes of the largest; from the
+        removals alone."""
+        groups = removals.groupBy("duplicate_of").agg((F.count("*") + 1).alias("size"))
         summary = groups.agg(F.count("*").alias("groups"), F.sum(F.col("size") - 1).alias("duplicates")).first()
         largest = [row["size"] for row in groups.orderBy(F.desc("size"), "duplicate_of").limit(TOP_GROUPS).collect()]
         return {

@@ -317,6 +317,10 @@ class NearDedupStage:
         """Every row of ``docs`` plus ``reason``/``rule``/``duplicate_of``."""
         return apply_removals(docs, self.removals(docs, cfg))
 
+    def summary(self, removals: DataFrame, docs: DataFrame, cfg: Any) -> dict[str, Any]:
+        """:meth:`report` of ``docs`` with these removals (the audit needs both sides' texts)."""
+        return self.report(apply_removals(docs, removals), cfg)
+
     def report(self, annotated: DataFrame, cfg: Any) -> dict[str, Any]:
         """Parameters, S-curve, component sizes, the largest components and an exact-Jaccard audit sample.
 

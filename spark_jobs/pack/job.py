@@ -136,7 +136,7 @@ def pack_corpus(cleaned: DataFrame, cfg: PipelineConfig, out_dir: str) -> dict[s
 
     shard_counts = {"train": cfg.num_shards, "val": val_shard_count(cfg.num_shards, cfg.val_fraction)}
     partitions = sum(shard_counts.values())
-    threads = tokenizer_threads(spark.sparkContext, partitions)
+    threads = int(os.environ.get("XTHREADS", "0")) or tokenizer_threads(spark.sparkContext, partitions)
     task = PackTask(root_uri, cfg.num_shards, cfg.seq_len, bos_id, eos_id, tokenizer_file, threads)
     docs = _targeted(cleaned, cfg.seed, cfg.val_fraction, shard_counts)
     stats = [row.asDict() for row in _pack(docs, partitions, task).collect()]

@@ -13,7 +13,6 @@ the partial sequence left at the end of a shard is dropped and counted.
 
 from __future__ import annotations
 
-import itertools
 import uuid
 from collections.abc import Sequence
 from types import TracebackType
@@ -39,15 +38,15 @@ def rows_per_group(seq_len: int) -> int:
 def as_list_array(docs: pa.Array | Sequence[Sequence[int]]) -> pa.Array:
     """Documents' token ids as an Arrow list<int32> array (returned as is when it already is an Arrow array).
 
-    From Python lists, one ``np.fromiter`` over all of them, told the count, is the cheapest conversion measured:
-    about 15 ns per token against 20 for a numpy array per document and 40 for ``pa.array`` on the nested lists,
-    next to about 800 ns of tokenizing, paid on every token of the corpus.
+    From Python lists, one numpy conversion per document and one concatenation beat ``pa.array`` on the nested lists
+    by about 20 ns per token: a few percent of tokenizing, paid on every token of the corpus.
     """
     if isinstance(docs, pa.Array):
         return docs
-    offsets = np.zeros(len(docs) + 1, dtype=np.int32)
-    np.cumsum([len(ids) for ids in docs], out=offsets[1:])
-    values = np.fromiter(itertools.chain.from_iterable(docs), dtype=np.int32, count=int(offsets[-1]))
+    arrays = [np.asarray(ids, dtype=np.int32) for ids in docs]
+    offsets = np.zeros(len(arrays) + 1, dtype=np.int32)
+    np.cumsum([len(ids) for ids in arrays], out=offsets[1:])
+    values = np.concatenate(arrays) if arrays else np.empty(0, dtype=np.int32)
     return pa.ListArray.from_arrays(pa.array(offsets), pa.array(values))
 
 
@@ -99,7 +98,9 @@ class ShardWriter:
     """Writes packed sequences to one Parquet shard in fixed row groups of :func:`rows_per_group` sequences.
 
     Rows are buffered until a whole group is there, so the file layout depends only on the sequences, never on the
-    batches they arrived in (byte-identical reruns). The file is written under a temporary name and renamed when
+    batches they arrived in (byte-identical reruns). Ids are stored plain and zstd-compressed, without Parquet's
+    dictionary encoding: with a 50k-token vocabulary the dictionary measured both slower to write (18 vs 12 ns per
+    token) and larger (10.7 vs 8.6 MB for 15.5 M tokens) than zstd alone. The file is written under a temporary name and renamed when
     closed, so a failed or retried Spark task never leaves a half-written shard under the final name. Use it as a
     context manager: an exception deletes the temporary file.
     """
@@ -113,7 +114,9 @@ class ShardWriter:
         self._pending: list[np.ndarray] = []
         self._pending_rows = 0
         self._tmp = f"{path}.tmp-{uuid.uuid4().hex}"
-        self._writer = pq.ParquetWriter(self._tmp, SEQUENCE_SCHEMA, filesystem=fs, compression="zstd")
+        self._writer = pq.ParquetWriter(
+            self._tmp, SEQUENCE_SCHEMA, filesystem=fs, compression="zstd", use_dictionary=False
+        )
 
     def write(self, sequences: np.ndarray) -> None:
         """Queue ``(k, seq_len)`` int32 sequences; whole row groups go to the file as soon as they are complete."""
