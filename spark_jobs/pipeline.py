@@ -199,10 +199,11 @@ def run(cfg: PipelineConfig, spark: SparkSession | None = None) -> dict[str, Any
         removed = removed.join(decided, "doc_id", "left").select(
             *DOC_COLUMNS, *(F.coalesce(F.col(c), F.col(f"_{c}")).alias(c) for c in ANNOTATIONS)
         )
-    cleaned = write_parquet(cleaned, storage.join(out, "cleaned"))
-    removed = write_parquet(removed.where(F.col("reason").isNotNull()), storage.join(out, "removed"))
+    cleaned_path, removed_path = storage.join(out, "cleaned"), storage.join(out, "removed")
+    cleaned = write_parquet(cleaned, cleaned_path)
+    write_parquet(removed.where(F.col("reason").isNotNull()), removed_path)
     n_input = report["stages"]["ingest"]["docs_in"]
-    n_cleaned, n_removed = cleaned.count(), removed.count()
+    n_cleaned, n_removed = storage.parquet_rows(cleaned_path), storage.parquet_rows(removed_path)
     report["accounting"] = {"input": n_input, "cleaned": n_cleaned, "removed": n_removed}
     if n_input != n_cleaned + n_removed:
         raise AssertionError(

@@ -66,3 +66,12 @@ def open_input(uri: str) -> IO[bytes]:
     fs, path = resolve(uri)
     compression = "gzip" if path.endswith(".gz") else None
     return io.BufferedReader(fs.open_input_stream(path, compression=compression), 1 << 20)
+
+
+def parquet_rows(uri: str) -> int:
+    """Rows in the Parquet files of a directory Spark wrote, summed from their footers (no data read, no Spark job);
+    Spark's ``_SUCCESS`` and hidden ``.crc`` files are skipped."""
+    import pyarrow.dataset as ds
+
+    fs, path = resolve(uri)
+    return ds.dataset(path, filesystem=fs, format="parquet").count_rows()
