@@ -13,12 +13,13 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import pytest
 import xxhash
+from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from spark_jobs.config import PipelineConfig
 from spark_jobs.documents import doc_schema
 from spark_jobs.pack import pack_corpus, packing
-from spark_jobs.pack.job import PACK_FIELDS, val_shard_count
+from spark_jobs.pack.job import PACK_FIELDS, partition_keys, spark_hash_long, tokenizer_threads, val_shard_count
 from spark_jobs.pack.packing import Packer, ShardWriter, rows_per_group
 from spark_jobs.pack.tokenizer import load_tokenizer, worker_tokenizer
 
@@ -105,6 +106,24 @@ def test_val_shard_count():
     assert val_shard_count(10, 0.005) == 1
     assert val_shard_count(1000, 0.005) == 5
     assert val_shard_count(10, 0.0) == 0
+
+
+def test_spark_hash_long_is_sparks_hash_and_keys_land_alone(spark):
+    """The shard keys are computed in Python, so check them against Spark's own ``hash`` and partitioning."""
+    rng = random.Random(2)
+    values = [0, 1, -1, 42, 2**63 - 1, -(2**63), *range(2, 300), *(rng.randrange(-(2**63), 2**63) for _ in range(300))]
+    hashed = spark.createDataFrame([(v,) for v in values], "v long").select("v", F.hash("v").alias("h")).collect()
+    assert [row.h for row in hashed] == [spark_hash_long(row.v) for row in hashed]
+    for partitions in (1, 4, 11):
+        keys = partition_keys(partitions)
+        placed = spark.createDataFrame([(k,) for k in keys], "k long").repartition(partitions, "k")
+        assert placed.rdd.glom().map(lambda rows: [row.k for row in rows]).collect() == [[k] for k in keys]
+
+
+def test_tokenizer_threads_cover_the_cores(spark):
+    """The test session is local[2]: shard tasks at least as many as the 2 slots get one thread each, fewer get more."""
+    sc = spark.sparkContext
+    assert [tokenizer_threads(sc, partitions) for partitions in (11, 2, 1)] == [1, 1, 2]
 
 
 # --- the Spark stage ----------------------------------------------------------------------------------------------

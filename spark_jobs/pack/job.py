@@ -1,4 +1,4 @@
-"""The pack stage on Spark: tokenize in parallel, shuffle token ids into seeded shards, pack and write on executors.
+"""The pack stage on Spark: shuffle documents into seeded shards, then tokenize, pack and write each on an executor.
 
 Layout of ``packed/`` (SPEC.md): ``train/part-NNNNN.parquet`` (``--num-shards`` files), ``val/part-NNNNN.parquet``
 (:func:`val_shard_count` files), ``tokenizer/`` (``save_pretrained``), ``manifest.json`` (written last, so its
@@ -20,11 +20,13 @@ The job is one shuffle and one ``mapInArrow``:
    Rust tokenizer, stream the ids through :class:`~spark_jobs.pack.packing.Packer` into a
    :class:`~spark_jobs.pack.packing.ShardWriter`, and return one small stats row; data never reaches the driver.
 
-Tokenizing where the shard is packed saves what tokenizing first would cost: sending every id back from Python to
-the JVM, shuffling and sorting ids, and sending them to Python again, which measured about a fifth of the
-tokenizer's own CPU time (``bench/bench_pack.py``). Shard tasks are few (``--num-shards`` plus validation) while
-cores may be many, so each task's tokenizer gets enough Rust threads for the shard tasks to cover every core
-(:func:`tokenizer_threads`).
+Tokenizing where the shard is packed saves what tokenizing in a stage of its own costs: a second shuffle, sending
+every id from Python to the JVM, shuffling and sorting twice the bytes of the text, and sending the ids back to
+Python (``bench/bench_pack.py``, on a shared 2-core machine, measured that design at 58-68% of the raw tokenizer's
+throughput and this one at 85-93%). Shard tasks are few (``--num-shards`` plus validation) while cores may be
+many, so each task's tokenizer gets enough Rust threads for the shard tasks to cover every core
+(:func:`tokenizer_threads`); the Python side of a task (id conversion, packing, Parquet) stays on one core, so with
+far more cores than shards, more shards pack faster.
 
 Shards are written from the executors with ``pyarrow.fs``, so on a cluster ``--output`` must be shared storage
 (HDFS, S3, a network file system). An empty shard (no documents) gets a valid Parquet file with no rows, written by
@@ -37,6 +39,7 @@ storage: every executor encodes with exactly the file saved to ``packed/tokenize
 from __future__ import annotations
 
 import functools
+import gc
 import hashlib
 import itertools
 import json
@@ -53,7 +56,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.fs as pafs
 from pyspark import SparkContext, SparkFiles
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
@@ -63,6 +66,7 @@ from spark_jobs.pack.packing import Packer, ShardWriter, as_list_array
 from spark_jobs.pack.tokenizer import load_tokenizer, special_token_ids, worker_tokenizer
 
 if TYPE_CHECKING:
+    from tokenizers import Tokenizer
     from transformers import PreTrainedTokenizerFast
 
     from spark_jobs.config import PipelineConfig
@@ -136,7 +140,7 @@ def pack_corpus(cleaned: DataFrame, cfg: PipelineConfig, out_dir: str) -> dict[s
 
     shard_counts = {"train": cfg.num_shards, "val": val_shard_count(cfg.num_shards, cfg.val_fraction)}
     partitions = sum(shard_counts.values())
-    threads = int(os.environ.get("XTHREADS", "0")) or tokenizer_threads(spark.sparkContext, partitions)
+    threads = tokenizer_threads(spark.sparkContext, partitions)
     task = PackTask(root_uri, cfg.num_shards, cfg.seq_len, bos_id, eos_id, tokenizer_file, threads)
     docs = _targeted(cleaned, cfg.seed, cfg.val_fraction, shard_counts)
     stats = [row.asDict() for row in _pack(docs, partitions, task).collect()]
@@ -214,25 +218,48 @@ def tokenizer_threads(sc: SparkContext, partitions: int) -> int:
     return task_cpus * max(1, math.ceil(slots / partitions))
 
 
-def _partition_keys(spark: SparkSession, partitions: int) -> list[int]:
-    """For each partition number p, a long that ``repartition(partitions, key)`` sends to partition p.
+def spark_hash_long(value: int, seed: int = 42) -> int:
+    """Spark's SQL ``hash`` of one bigint (``Murmur3_x86_32.hashLong``, seed 42): the hash ``repartition`` uses.
 
-    Spark places a row in partition ``pmod(hash(key), partitions)`` (Murmur3 seed 42, the SQL ``hash`` function),
-    so repartitioning by the target number itself would scatter shards: 0..9 land in only 7 of 10 partitions,
-    leaving tasks with two shards and cores with none. Asking ``hash`` for one key per partition instead puts
-    every shard alone in the partition numbered like it; :func:`_pack_partition` checks that it did.
+    Computed here rather than asked of Spark, which would take a job (about 0.1 s of a small pack's wall clock);
+    :func:`_pack_partition` checks every row's partition, so a Spark that hashed differently fails loudly.
     """
-    candidates = spark.range(64 * partitions).select("id", F.pmod(F.hash("id"), F.lit(partitions)).alias("p"))
+
+    def rotl(x: int, r: int) -> int:
+        return ((x << r) | (x >> (32 - r))) & 0xFFFFFFFF
+
+    def mix(h: int, k: int) -> int:
+        k = rotl(k * 0xCC9E2D51 & 0xFFFFFFFF, 15) * 0x1B873593 & 0xFFFFFFFF
+        return (rotl(h ^ k, 13) * 5 + 0xE6546B64) & 0xFFFFFFFF
+
+    value &= 0xFFFFFFFFFFFFFFFF
+    h = mix(mix(seed & 0xFFFFFFFF, value & 0xFFFFFFFF), value >> 32) ^ 8
+    h = (h ^ h >> 16) * 0x85EBCA6B & 0xFFFFFFFF
+    h = (h ^ h >> 13) * 0xC2B2AE35 & 0xFFFFFFFF
+    h ^= h >> 16
+    return h - (1 << 32) if h >= 1 << 31 else h
+
+
+def partition_keys(partitions: int) -> list[int]:
+    """For each partition number p, the smallest long that ``repartition(partitions, key)`` sends to partition p.
+
+    Spark places a row in partition ``pmod(hash(key), partitions)``, so repartitioning by the target number itself
+    would scatter shards: 0..9 land in only 7 of 10 partitions, leaving tasks with two shards and cores with none.
+    One key per partition, found by hashing 0, 1, 2, ... until every partition has one, instead puts every shard
+    alone in the partition numbered like it.
+    """
     keys: dict[int, int] = {}
-    for row in candidates.collect():
-        keys.setdefault(row.p, row.id)
+    candidate = 0
+    while len(keys) < partitions:
+        keys.setdefault(spark_hash_long(candidate) % partitions, candidate)
+        candidate += 1
     return [keys[p] for p in range(partitions)]
 
 
 def _pack(docs: DataFrame, partitions: int, task: PackTask) -> DataFrame:
     """One shuffle into one partition per shard, sorted by order, then tokenized and packed by ``mapInArrow``: the
     stats rows."""
-    keys = F.array(*[F.lit(key) for key in _partition_keys(docs.sparkSession, partitions)]).cast("array<bigint>")
+    keys = F.array(*[F.lit(key) for key in partition_keys(partitions)]).cast("array<bigint>")
     return (
         docs.repartition(partitions, F.element_at(keys, F.col("target") + 1))
         .sortWithinPartitions("order", "doc_id")
@@ -241,23 +268,34 @@ def _pack(docs: DataFrame, partitions: int, task: PackTask) -> DataFrame:
     )
 
 
+def _task_tokenizer(task: PackTask) -> Tokenizer:
+    """The shipped tokenizer (loaded once per Python worker process, which Spark reuses across tasks), set up so:
+
+    - It always encodes on its Rust thread pool (``TOKENIZERS_PARALLELISM=true``), even with one thread: encoding on
+      the Python worker's main thread measured about 1.3x the CPU per token of encoding on any other thread (most
+      likely glibc's main malloc arena, which the Python heap shares). ``RAYON_NUM_THREADS`` sizes the
+      pool when the worker first encodes, so a reused worker keeps the size of the first job that encoded in it.
+    - ``gc.freeze()``: PySpark's daemon runs a full ``gc.collect()`` after every task of a reused worker, which
+      measured 40 ms here for the 77k objects that importing pyspark, pandas and pyarrow leaves, once per shard
+      task. Frozen, those objects are skipped, and the collections only scan what later tasks allocate.
+    """
+    os.environ["TOKENIZERS_PARALLELISM"] = "true"
+    os.environ["RAYON_NUM_THREADS"] = str(task.threads)
+    tokenizer = worker_tokenizer(SparkFiles.get(task.tokenizer_file))
+    gc.freeze()
+    return tokenizer
+
+
 def _pack_partition(batches: Iterator[pa.RecordBatch], task: PackTask) -> Iterator[pa.RecordBatch]:
     """``mapInArrow`` body: tokenize one shard's documents, in order, into its Parquet file; yield its stats row.
 
     Memory is one Arrow batch of documents and their ids plus at most one row group of sequences.
-
-    The tokenizer always encodes on its Rust thread pool (``TOKENIZERS_PARALLELISM=true``), even with one thread:
-    encoding on the Python worker's main thread measured about 1.3x the CPU per token of encoding on any other
-    thread (glibc's main malloc arena, which the Python heap shares, is the slow one). ``RAYON_NUM_THREADS`` sizes
-    the pool when the worker first encodes; Python workers are reused, so the pool keeps the size of that first job.
     """
     batches = (batch for batch in batches if batch.num_rows)
     first = next(batches, None)
     if first is None:
         return  # an empty shard: the driver writes its file
-    os.environ["TOKENIZERS_PARALLELISM"] = "true"
-    os.environ["RAYON_NUM_THREADS"] = str(task.threads)
-    tokenizer = worker_tokenizer(SparkFiles.get(task.tokenizer_file))
+    tokenizer = _task_tokenizer(task)
     target = first.column("target")[0].as_py()
     split, shard = task.split_shard(target)
     fs, root = storage.resolve(task.root)

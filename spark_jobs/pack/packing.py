@@ -100,9 +100,9 @@ class ShardWriter:
     Rows are buffered until a whole group is there, so the file layout depends only on the sequences, never on the
     batches they arrived in (byte-identical reruns). Ids are stored plain and zstd-compressed, without Parquet's
     dictionary encoding: with a 50k-token vocabulary the dictionary measured both slower to write (18 vs 12 ns per
-    token) and larger (10.7 vs 8.6 MB for 15.5 M tokens) than zstd alone. The file is written under a temporary name and renamed when
-    closed, so a failed or retried Spark task never leaves a half-written shard under the final name. Use it as a
-    context manager: an exception deletes the temporary file.
+    token) and larger (10.7 vs 8.6 MB for 15.5 M tokens) than zstd alone. The file is written under a temporary name
+    and renamed when closed, so a failed or retried Spark task never leaves a half-written shard under the final
+    name. Use it as a context manager: an exception deletes the temporary file.
     """
 
     def __init__(self, fs: pafs.FileSystem, path: str, seq_len: int) -> None:
