@@ -19,7 +19,7 @@ and more. Timed from the start of the run to its report, after two warm-up runs 
 
 Each side runs in its own subprocess. Memory: (a) is the process's peak RSS (``ru_maxrss``); for (b) a thread
 samples ``VmHWM`` (the kernel's per-process peak RSS) of every descendant of the driver: the JVM and the Python
-workers. (b) runs at 1x and 2x to show the per-process peaks do not grow with the input. Both sides also report
+workers. Both sides run at 1x and 2x: the ratio at each size, and (b)'s per-process peaks not growing with the input. Both sides also report
 the CPU seconds they used (for (b): JVM, Python workers and driver), which, unlike wall clock, does not depend on
 what else the machine is running.
 """
@@ -362,18 +362,20 @@ def main() -> None:
     print(f"corpus 1x: {describe(one)}")
     print(f"corpus 2x: {describe(two)}")
 
-    seed = in_subprocess("seed", one, work / "seed-1x", args.cores)
-    seed_load = os.getloadavg()[0]
-    ours, loads = {}, {}
+    seeds, ours, loads = {}, {}, {}
     for size, paths in (("1x", one), ("2x", two)):
+        seeds[size] = in_subprocess("seed", paths, work / f"seed-{size}", args.cores)
+        loads[f"seed {size}"] = os.getloadavg()[0]
         ours[size] = in_subprocess("spark", paths, work / f"spark-{size}", args.cores)
         loads[size] = os.getloadavg()[0]
 
-    print(
-        f"\n(a) seed, HF datasets, 1 process, 1x: {seed['seconds']:.1f} s ({stage_times(seed)}), "
-        f"{seed['cpu_seconds']:.1f} CPU s; {seed['docs_in']:,} docs -> {seed['kept']:,} kept; "
-        f"peak RSS {seed['peak_rss_mb']:.0f} MB; load average after {seed_load:.1f}"
-    )
+    print()
+    for size, seed in seeds.items():
+        print(
+            f"(a) seed, HF datasets, 1 process, {size}: {seed['seconds']:.1f} s ({stage_times(seed)}), "
+            f"{seed['cpu_seconds']:.1f} CPU s; {seed['docs_in']:,} docs -> {seed['kept']:,} kept; "
+            f"peak RSS {seed['peak_rss_mb']:.0f} MB; load average after {loads['seed ' + size]:.1f}"
+        )
     for size, run in ours.items():
         mem, cpu = run["peak_rss_mb"], run["cpu_seconds"]
         print(
@@ -385,17 +387,15 @@ def main() -> None:
             f"(max of {mem['python_workers']:.0f}), driver {mem['driver_python']:.0f} MB; load average after "
             f"{loads[size]:.1f}"
         )
-    one_x = ours["1x"]
-    our_cpu = sum(one_x["cpu_seconds"].values())
-    print(
-        f"\nspeed (a)/(b) at 1x, wall clock: {seed['seconds'] / one_x['seconds']:.2f}x steady state, "
-        f"{seed['seconds'] / (one_x['seconds'] + one_x['warm_seconds']):.2f}x counting session start and warm-up "
-        f"(target >= 3x)"
-    )
-    print(
-        f"CPU seconds (a)/(b) at 1x: {seed['cpu_seconds']:.1f} / {our_cpu:.1f} = {seed['cpu_seconds'] / our_cpu:.2f}x "
-        f"less CPU; on {args.cores} dedicated cores (b) could finish in >= {our_cpu / args.cores:.1f} s"
-    )
+    print()
+    for size, run in ours.items():
+        seed, our_cpu = seeds[size], sum(run["cpu_seconds"].values())
+        print(
+            f"speed (a)/(b) at {size}, wall clock: {seed['seconds'] / run['seconds']:.2f}x steady state, "
+            f"{seed['seconds'] / (run['seconds'] + run['warm_seconds']):.2f}x counting session start and warm-up "
+            f"(target >= 3x); CPU seconds {seed['cpu_seconds']:.1f} / {our_cpu:.1f} = "
+            f"{seed['cpu_seconds'] / our_cpu:.2f}x less CPU"
+        )
     m1, m2 = ours["1x"]["peak_rss_mb"], ours["2x"]["peak_rss_mb"]
     for kind in ("jvm", "python_worker", "driver_python"):
         print(
