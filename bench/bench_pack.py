@@ -1,6 +1,6 @@
 """Pack throughput against the raw Rust tokenizer on the same text and the same cores (not a test).
 
-    .venv/bin/python bench/bench_pack.py [--cores 2] [--max-mb 40] [--repeats 2] [--task-cpus 1]
+    .venv/bin/python bench/bench_pack.py [--cores 2] [--max-mb 40] [--copies 1] [--repeats 2] [--task-cpus 1]
 
 The corpus is this interpreter's standard library (``.py`` files, kind ``code``) plus the ``pydoc_data`` topics
 (kind ``text``), written once to Parquet as ``cleaned/`` would be. The baseline is what the tokenizer alone does
@@ -101,6 +101,10 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--cores", type=int, default=2)
     p.add_argument("--max-mb", type=float, default=40.0, help="corpus size cap (the stdlib is about 32 MB)")
+    p.add_argument(
+        "--copies", type=int, default=1, help="repeat the corpus (new doc ids) for a larger run: about 1 s of the "
+        "pack's time is per run (tokenizer save, one task per shard), which a 32 MB corpus does not amortise"
+    )
     p.add_argument("--repeats", type=int, default=2)
     p.add_argument("--seq-len", type=int, default=2048)
     p.add_argument(
@@ -113,11 +117,15 @@ def main() -> None:
     os.environ["PYSPARK_SUBMIT_ARGS"] = f"--conf spark.task.cpus={args.task_cpus} pyspark-shell"
     os.environ["RAYON_NUM_THREADS"] = str(args.cores)  # read when the Rust thread pool starts: set it first
 
-    rows = corpus(int(args.max_mb * 1e6))
+    base = corpus(int(args.max_mb * 1e6))
+    rows = [{**r, "doc_id": r["doc_id"] + k * len(base)} for k in range(args.copies) for r in base]
     mb = sum(len(r["text"].encode()) for r in rows) / 1e6
     work = Path(tempfile.mkdtemp(prefix="bench-pack-"))
     pq.write_table(pa.Table.from_pylist(rows, schema=arrow_schema(doc_schema())), work / "cleaned.parquet")
-    print(f"corpus: {len(rows):,} documents, {mb:.1f} MB (stdlib .py + pydoc topics); load average {os.getloadavg()}")
+    print(
+        f"corpus: {len(rows):,} documents, {mb:.1f} MB (stdlib .py + pydoc topics, {args.copies} cop"
+        f"{'y' if args.copies == 1 else 'ies'}); load average {os.getloadavg()}"
+    )
 
     spark = get_spark(master=f"local[{args.cores}]", app_name="bench-pack", ui=False)
     jvm_pid = spark.sparkContext._gateway.proc.pid
