@@ -175,16 +175,18 @@ def run(cfg: PipelineConfig, spark: SparkSession | None = None) -> dict[str, Any
     for index, stage in enumerate(dedup_stages, start=1):
         names.append(stage.name)
         docs = kept.join(union(removals), "doc_id", "left_anti") if removals else kept
+        directory = f"{index:02d}-{stage.name}"
         found, reused = run_stage(
             spark,
             out,
-            f"{index:02d}-{stage.name}",
+            directory,
             stage_key(cfg, names),
             lambda stage=stage, docs=docs: stage.removals(docs, cfg),
         )
-        count = found.count()
+        count = storage.parquet_rows(storage.join(out, "_stages", directory))
         found = hint_small(found, count)
-        removed_counts = group_counts(found.join(annotated.select("doc_id", "kind", "lang", CHARS), "doc_id"))
+        missing = [name for name in ("kind", "lang", CHARS) if name not in found.columns]
+        removed_counts = group_counts(found.join(annotated.select("doc_id", *missing), "doc_id") if missing else found)
         flow = flows(removed_counts, [(stage.name, stage.reasons)], flow["docs_out"], flow["chars_out"])[stage.name]
         extra = stage.summary(found, docs.select(*DOC_COLUMNS), cfg)
         report["stages"][stage.name] = {**flow, **extra, "reused": reused}
@@ -221,8 +223,9 @@ def run(cfg: PipelineConfig, spark: SparkSession | None = None) -> dict[str, Any
 
 def union(removals: Sequence[tuple[DataFrame, int]]) -> DataFrame:
     """The rows of all removal frames (given with their row counts), hinted for broadcast when they are few."""
-    result = removals[0][0]
-    for frame, _ in removals[1:]:
+    frames = [frame.select("doc_id", *ANNOTATIONS) for frame, _ in removals]
+    result = frames[0]
+    for frame in frames[1:]:
         result = result.unionByName(frame)
     return hint_small(result, sum(count for _, count in removals))
 

@@ -20,7 +20,7 @@ from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from spark_jobs.batches import ColumnValues, map_batches
+from spark_jobs.batches import CHARS, ColumnValues, map_batches
 from spark_jobs.documents import DOC_COLUMNS, apply_removals
 
 REASON_EXACT_DUPLICATE = "exact_duplicate"
@@ -52,17 +52,26 @@ class ExactDedupStage:
     """Row-local part (the hash): the pipeline computes :data:`HASH_FIELD` in ingestion's pass with ``row_prep``."""
 
     def removals(self, docs: DataFrame, cfg: Any) -> DataFrame:
-        """Every document whose normalised text an earlier ``doc_id`` has; uses ``docs``' hash column if present."""
+        """Every document whose normalised text an earlier ``doc_id`` has; uses ``docs``' hash column if present.
+
+        Removals carry the documents' ``kind``, ``lang`` and character count when ``docs`` has them (a few bytes
+        each), so the pipeline counts them without joining the documents again.
+        """
+        carried = [name for name in ("kind", "lang", CHARS) if name in docs.columns]
         if HASH_COLUMN not in docs.columns:
-            schema = T.StructType([docs.schema["doc_id"], HASH_FIELD])
-            docs = map_batches(docs.select("doc_id", "text"), text_hashes, schema)
+            schema = T.StructType([docs.schema["doc_id"], HASH_FIELD, *(docs.schema[name] for name in carried)])
+            docs = map_batches(docs.select("doc_id", "text", *carried), text_hashes, schema)
         kept = F.min("doc_id").over(Window.partitionBy(HASH_COLUMN))
         return (
-            docs.select("doc_id", HASH_COLUMN)
+            docs.select("doc_id", HASH_COLUMN, *carried)
             .withColumn("duplicate_of", kept)
             .where(F.col("doc_id") != F.col("duplicate_of"))
             .select(
-                "doc_id", F.lit(REASON_EXACT_DUPLICATE).alias("reason"), F.lit(HASH_RULE).alias("rule"), "duplicate_of"
+                "doc_id",
+                F.lit(REASON_EXACT_DUPLICATE).alias("reason"),
+                F.lit(HASH_RULE).alias("rule"),
+                "duplicate_of",
+                *carried,
             )
         )
 
