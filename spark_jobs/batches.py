@@ -86,8 +86,9 @@ class RowChain:
 
     The batch is first reshaped to ``schema`` (an annotated schema, perhaps with extra columns such as a hash), so
     ``reason`` exists, and :data:`CHARS` is filled for every row when the schema has it; a function then sees the
-    sub-batch of rows whose ``reason`` is still null, and what it computes is written back at those rows. The result is what running the stages one after another would give,
-    without a Spark round trip and a Parquet copy per stage. Picklable when the functions are.
+    sub-batch of rows whose ``reason`` is still null, and what it computes is written back at those rows. The result
+    is what running the stages one after another would give, without a Spark round trip and a Parquet copy per
+    stage. Picklable when the functions are.
     """
 
     fns: tuple[BatchFn, ...]

@@ -23,6 +23,7 @@ import importlib
 import json
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -31,7 +32,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from spark_jobs import storage
-from spark_jobs.batches import CHARS, group_counts, most_frequent
+from spark_jobs.batches import CHARS, group_counts
 from spark_jobs.config import STAGE_OPTIONS, PipelineConfig
 from spark_jobs.documents import (
     ANNOTATIONS,
@@ -107,20 +108,19 @@ def flows(counts: list[dict[str, Any]], stages: Sequence[tuple[str, Sequence[str
     out: dict[str, Any] = {}
     for name, reasons in stages:
         mine = [r for r in counts if r["reason"] in reasons]
-        removed_docs, removed_chars = sum(r["docs"] for r in mine), sum(r["chars"] for r in mine)
+        by_reason: Counter[str] = Counter()
+        by_rule: Counter[str] = Counter()
+        for r in mine:
+            by_reason[r["reason"]] += r["docs"]
+            by_rule[f"{r['reason']}:{r['rule_name']}"] += r["docs"]
+        removed_docs, removed_chars = sum(by_reason.values()), sum(r["chars"] for r in mine)
         out[name] = {
             "docs_in": docs,
             "chars_in": chars,
             "docs_out": docs - removed_docs,
             "chars_out": chars - removed_chars,
-            "removed_by_reason": dict(sorted(most_frequent(mine, "reason").items())),
-            "removed_by_rule": dict(
-                sorted(
-                    most_frequent(
-                        [{**r, "reason_rule": f"{r['reason']}:{r['rule_name']}"} for r in mine], "reason_rule"
-                    ).items()
-                )
-            ),
+            "removed_by_reason": dict(sorted(by_reason.items())),
+            "removed_by_rule": dict(sorted(by_rule.items())),
         }
         docs, chars = docs - removed_docs, chars - removed_chars
     return out

@@ -2,9 +2,9 @@
 
 Each text is normalised (``" ".join(text.split())``: runs of any whitespace become one space, ends trimmed, done in
 Arrow's C++ kernels) and hashed with xxh3-128 per Arrow batch (in the pipeline, inside ingestion's pass, as
-:data:`HASH_FIELD`), so the shuffle moves 24 bytes per document (hash and id) instead of its text. Grouping is a
-window ``min(doc_id)`` over the hash partition: one shuffle of ids, no driver collect, and the result does not depend
-on partitioning. The stage's output is the removals alone; :func:`~spark_jobs.documents.apply_removals` joins them
+:data:`HASH_FIELD`), so the shuffle moves the hash, the id and a few bytes for the counts instead of the text.
+Grouping is a window ``min(doc_id)`` over the hash partition: one shuffle of ids, no driver collect, and the result
+does not depend on partitioning. The stage's output is the removals alone; :func:`~spark_jobs.documents.apply_removals` joins them
 back. 128 bits make a false match among even 10^12 documents improbable (about 10^-15).
 """
 

@@ -22,8 +22,8 @@ The job is one shuffle and one ``mapInArrow``:
 
 Tokenizing where the shard is packed saves what tokenizing in a stage of its own costs: a second shuffle, sending
 every id from Python to the JVM, shuffling and sorting twice the bytes of the text, and sending the ids back to
-Python (``bench/bench_pack.py``, on a shared 2-core machine, measured that design at 58-68% of the raw tokenizer's
-throughput and this one at 85-93%). Shard tasks are few (``--num-shards`` plus validation) while cores may be
+Python (``bench/bench_pack.py`` on a 2-core machine measured that design at 58-68% of the raw tokenizer's
+throughput, and this one at 74-83% when quiet, 85-93% under other load). Shard tasks are few (``--num-shards`` plus validation) while cores may be
 many, so each task's tokenizer gets enough Rust threads for the shard tasks to cover every core
 (:func:`tokenizer_threads`); the Python side of a task (id conversion, packing, Parquet) stays on one core, so with
 far more cores than shards, more shards pack faster.
