@@ -277,8 +277,8 @@ def run_spark(paths: list[str], out: Path, cores: int) -> dict[str, Any]:
     """The pipeline itself (``spark_jobs.pipeline.run``, stages filter, langid, exact_dedup) on local Spark: our
     ingestion of the JSONL files, the fused row stages, exact dedup, ``cleaned/`` and ``removed/`` with the report.
 
-    A warm-up runs the same pipeline twice on a few hundred documents first (JVM JIT, Python workers, fastText
-    model), as a long pipeline would be warm; its time is reported apart with the session start.
+    A warm-up runs the same pipeline twice on a few hundred documents first, one file per core (JVM JIT, a Python
+    worker per core, fastText model), as a long pipeline would be warm; its time is reported apart with the session start.
     """
     from spark_jobs.config import PipelineConfig
     from spark_jobs.pipeline import run
@@ -291,9 +291,15 @@ def run_spark(paths: list[str], out: Path, cores: int) -> dict[str, Any]:
     stages = "filter,langid,exact_dedup"
     for old in ("warmup", "run"):  # an earlier run's finished stages would be reused, not timed
         shutil.rmtree(out / old, ignore_errors=True)
-    warmup = out / "warmup.jsonl"
-    with open(paths[0], encoding="utf-8") as src, warmup.open("w", encoding="utf-8") as dst:
-        dst.writelines(line for _, line in zip(range(300), src, strict=False))
+    # One small file per core: the fused pass runs one task per file, so every core's Python worker starts (imports,
+    # model load) during the warm-up, as in a long pipeline, not in the timed run.
+    warmup = out / "warmup-in"
+    shutil.rmtree(warmup, ignore_errors=True)
+    warmup.mkdir()
+    with open(paths[0], encoding="utf-8") as src:
+        lines = [line for _, line in zip(range(300), src, strict=False)]
+    for core in range(cores):
+        (warmup / f"part-{core}.jsonl").write_text("".join(lines[core::cores]), encoding="utf-8")
     for _ in range(2):  # the JVM's JIT needs more than one pass to settle
         shutil.rmtree(out / "warmup", ignore_errors=True)
         run(PipelineConfig(input=[str(warmup)], output=str(out / "warmup"), stages=stages), spark)

@@ -138,7 +138,12 @@ def seen_by(counts: list[dict[str, Any]], earlier: Sequence[str], own: Sequence[
 
 def run(cfg: PipelineConfig, spark: SparkSession | None = None) -> dict[str, Any]:
     """Run the configured stages and return the report (also written to ``OUT/report.json``)."""
-    spark = spark or get_spark(cfg.master, shuffle_partitions=cfg.shuffle_partitions, driver_memory=cfg.driver_memory)
+    spark = spark or get_spark(
+        cfg.master,
+        shuffle_partitions=cfg.shuffle_partitions,
+        driver_memory=cfg.driver_memory,
+        java_options=cfg.driver_java_options,
+    )
     spark.sparkContext.setCheckpointDir(storage.spark_path(storage.join(cfg.output, "_checkpoints")))
     out = cfg.output
     started = time.time()

@@ -13,6 +13,8 @@ import sys
 
 from pyspark.sql import SparkSession
 
+from spark_jobs.config import LOCAL_JAVA_OPTIONS
+
 ARROW_BATCH_ROWS = 1024
 """Rows per Arrow batch handed to a stage; documents can be large, so keep batches modest (memory is per batch)."""
 
@@ -28,10 +30,12 @@ def get_spark(
     shuffle_partitions: int = 0,
     driver_memory: str = "4g",
     ui: bool | None = None,
+    java_options: str = LOCAL_JAVA_OPTIONS,
 ) -> SparkSession:
     """Return the active session or create one.
 
-    ``ui=None`` reads ``SLM_SPARK_UI`` (``0`` disables the web UI; tests set it).
+    ``ui=None`` reads ``SLM_SPARK_UI`` (``0`` disables the web UI; tests set it). ``java_options`` go to a local
+    driver JVM (:data:`LOCAL_JAVA_OPTIONS`); like the driver memory, they only apply when this call starts the JVM.
     """
     builder = SparkSession.builder.appName(app_name)
     if not launched_by_spark_submit():
@@ -49,6 +53,8 @@ def get_spark(
             .config("spark.ui.showConsoleProgress", "true")
             .config("spark.sql.adaptive.enabled", "true")
         )
+        if java_options:
+            builder = builder.config("spark.driver.extraJavaOptions", java_options)
     builder = (
         builder.config("spark.sql.execution.arrow.pyspark.enabled", "true")
         .config("spark.sql.execution.arrow.maxRecordsPerBatch", str(ARROW_BATCH_ROWS))

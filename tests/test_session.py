@@ -24,3 +24,14 @@ def test_position_id_is_stable_and_signed():
     ids = [position_id("s", i) for i in range(1000)]
     assert all(-(2**63) <= i < 2**63 for i in ids)
     assert any(i < 0 for i in ids) and any(i > 0 for i in ids)
+
+
+def test_local_driver_jvm_runs_with_the_configured_options(spark):
+    """The quick-JIT default reaches the JVM that get_spark started (not only the conf), and the pipeline's config
+    carries it; it changes how a run executes, never what it produces."""
+    from spark_jobs.config import EXECUTION_ONLY, LOCAL_JAVA_OPTIONS, PipelineConfig
+
+    mx = spark.sparkContext._jvm.java.lang.management.ManagementFactory.getRuntimeMXBean()
+    assert LOCAL_JAVA_OPTIONS in list(mx.getInputArguments())
+    assert PipelineConfig(input=["x"], output="y").driver_java_options == LOCAL_JAVA_OPTIONS
+    assert "driver_java_options" in EXECUTION_ONLY
