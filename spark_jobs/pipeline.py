@@ -25,6 +25,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from pyspark.sql import DataFrame, SparkSession
@@ -156,59 +157,78 @@ def run(cfg: PipelineConfig, spark: SparkSession | None = None) -> dict[str, Any
     steps = [s.batch_fn(spark, cfg) for s in row_stages] + [s.row_prep for s in preps]
     extra_fields = [T.StructField(CHARS, T.LongType(), False), *(field for s in preps for field in s.row_fields)]
     raw, report["input"] = ingest(spark, cfg, steps, extra_fields)
-    annotated, reused = run_stage(
+    row_names = list(names)
+    annotated, row_reused = run_stage(
         spark,
         out,
         f"00-{'+'.join(names)}",
         stage_key(cfg, names),  # a reused copy without the preps' columns is fine: their stages compute them then
         lambda: raw,
     )
-    counts = group_counts(annotated)
-    owners = [("ingest", (REASON_INVALID,)), *((s.name, s.reasons) for s in row_stages)]
-    stats = flows(counts, owners, sum(r["docs"] for r in counts), sum(r["chars"] for r in counts))
-    report["stages"]["ingest"] = {**stats["ingest"], "reused": reused}
-    earlier = [REASON_INVALID]
-    for stage in row_stages:
-        summary = stage.summary(seen_by(counts, earlier, stage.reasons), cfg)
-        report["stages"][stage.name] = {**stats[stage.name], **summary, "reused": reused}
-        earlier += stage.reasons
+    # From here on, the reports' small aggregates and the final writes run on a thread pool while the driver goes on:
+    # each is a few short Spark jobs whose scheduling latency would otherwise add up one after another.
+    with ThreadPoolExecutor(max_workers=4, thread_name_prefix="pipeline") as pool:
+        counts_job = pool.submit(group_counts, annotated)
 
-    # Dedup stages: each reads what is still kept and writes its removals.
-    kept = annotated.where(F.col("reason").isNull()).drop(*ANNOTATIONS)
-    flow = stats[names[-1]]
-    removals: list[tuple[DataFrame, int]] = []
-    for index, stage in enumerate(dedup_stages, start=1):
-        names.append(stage.name)
-        docs = kept.join(union(removals), "doc_id", "left_anti") if removals else kept
-        directory = f"{index:02d}-{stage.name}"
-        found, reused = run_stage(
-            spark,
-            out,
-            directory,
-            stage_key(cfg, names),
-            lambda stage=stage, docs=docs: stage.removals(docs, cfg),
-        )
-        count = storage.parquet_rows(storage.join(out, "_stages", directory))
-        found = hint_small(found, count)
-        missing = [name for name in ("kind", "lang", CHARS) if name not in found.columns]
-        removed_counts = group_counts(found.join(annotated.select("doc_id", *missing), "doc_id") if missing else found)
-        flow = flows(removed_counts, [(stage.name, stage.reasons)], flow["docs_out"], flow["chars_out"])[stage.name]
-        extra = stage.summary(found, docs.select(*DOC_COLUMNS), cfg)
-        report["stages"][stage.name] = {**flow, **extra, "reused": reused}
-        removals.append((found, count))
+        # Dedup stages: each reads what is still kept and writes its removals.
+        kept = annotated.where(F.col("reason").isNull()).drop(*ANNOTATIONS)
+        removals: list[tuple[DataFrame, int]] = []
+        dedup_jobs = []
+        for index, stage in enumerate(dedup_stages, start=1):
+            names.append(stage.name)
+            docs = kept.join(union(removals), "doc_id", "left_anti") if removals else kept
+            directory = f"{index:02d}-{stage.name}"
+            found, reused = run_stage(
+                spark,
+                out,
+                directory,
+                stage_key(cfg, names),
+                lambda stage=stage, docs=docs: stage.removals(docs, cfg),
+            )
+            count = storage.parquet_rows(storage.join(out, "_stages", directory))
+            found = hint_small(found, count)
+            missing = [name for name in ("kind", "lang", CHARS) if name not in found.columns]
+            counted = found.join(annotated.select("doc_id", *missing), "doc_id") if missing else found
+            dedup_jobs.append(
+                (
+                    stage,
+                    reused,
+                    pool.submit(group_counts, counted),
+                    pool.submit(stage.summary, found, docs.select(*DOC_COLUMNS), cfg),
+                )
+            )
+            removals.append((found, count))
 
-    # The annotated copy with all removals -> cleaned/ and removed/. No shuffle when the removals are broadcast: rows
-    # keep the input's order, so equal inputs give equal rows in equal order whatever the partitioning.
-    cleaned, removed = kept.select(*DOC_COLUMNS), annotated.select(*DOC_COLUMNS, *ANNOTATIONS)
-    if removals:
-        decided = union(removals).select("doc_id", *(F.col(c).alias(f"_{c}") for c in ANNOTATIONS))
-        cleaned = cleaned.join(decided, "doc_id", "left_anti")
-        removed = removed.join(decided, "doc_id", "left").select(
-            *DOC_COLUMNS, *(F.coalesce(F.col(c), F.col(f"_{c}")).alias(c) for c in ANNOTATIONS)
-        )
-    cleaned_path, removed_path = storage.join(out, "cleaned"), storage.join(out, "removed")
-    cleaned = write_parquet(cleaned, cleaned_path)
-    write_parquet(removed.where(F.col("reason").isNotNull()), removed_path)
+        # The annotated copy with all removals -> cleaned/ and removed/. No shuffle when the removals are broadcast:
+        # rows keep the input's order, so equal inputs give equal rows in equal order whatever the partitioning.
+        cleaned, removed = kept.select(*DOC_COLUMNS), annotated.select(*DOC_COLUMNS, *ANNOTATIONS)
+        if removals:
+            decided = union(removals).select("doc_id", *(F.col(c).alias(f"_{c}") for c in ANNOTATIONS))
+            cleaned = cleaned.join(decided, "doc_id", "left_anti")
+            removed = removed.join(decided, "doc_id", "left").select(
+                *DOC_COLUMNS, *(F.coalesce(F.col(c), F.col(f"_{c}")).alias(c) for c in ANNOTATIONS)
+            )
+        cleaned_path, removed_path = storage.join(out, "cleaned"), storage.join(out, "removed")
+        cleaned_job = pool.submit(write_parquet, cleaned, cleaned_path)
+        removed_job = pool.submit(write_parquet, removed.where(F.col("reason").isNotNull()), removed_path)
+
+        counts = counts_job.result()
+        owners = [("ingest", (REASON_INVALID,)), *((s.name, s.reasons) for s in row_stages)]
+        stats = flows(counts, owners, sum(r["docs"] for r in counts), sum(r["chars"] for r in counts))
+        report["stages"]["ingest"] = {**stats["ingest"], "reused": row_reused}
+        earlier = [REASON_INVALID]
+        for stage in row_stages:
+            summary = stage.summary(seen_by(counts, earlier, stage.reasons), cfg)
+            report["stages"][stage.name] = {**stats[stage.name], **summary, "reused": row_reused}
+            earlier += stage.reasons
+        flow = stats[row_names[-1]]
+        for stage, reused, stage_counts, stage_summary in dedup_jobs:
+            owner = [(stage.name, stage.reasons)]
+            flow = flows(stage_counts.result(), owner, flow["docs_out"], flow["chars_out"])[stage.name]
+            report["stages"][stage.name] = {**flow, **stage_summary.result(), "reused": reused}
+        cleaned = cleaned_job.result()
+        removed_job.result()
+
     n_input = report["stages"]["ingest"]["docs_in"]
     n_cleaned, n_removed = storage.parquet_rows(cleaned_path), storage.parquet_rows(removed_path)
     report["accounting"] = {"input": n_input, "cleaned": n_cleaned, "removed": n_removed}
