@@ -1,7 +1,6 @@
 """The ``exact_dedup`` stage: documents whose whitespace-normalised texts are identical keep only the smallest doc_id.
 
-Each text is normalised (``" ".join(text.split())``: runs of any whitespace become one space, ends trimmed, done in
-Arrow's C++ kernels) and hashed with xxh3-128 per Arrow batch (in the pipeline, inside ingestion's pass, as
+Each text is normalised (``" ".join(text.split())``: runs of any whitespace become one space, ends trimmed) and hashed with xxh3-128 per Arrow batch (in the pipeline, inside ingestion's pass, as
 :data:`HASH_FIELD`), so the shuffle moves the hash, the id and a few bytes for the counts instead of the text.
 Grouping is a window ``min(doc_id)`` over the hash partition: one shuffle of ids, no driver collect, and the result
 does not depend on partitioning. The stage's output is the removals alone; :func:`~spark_jobs.documents.apply_removals` joins them
@@ -14,7 +13,6 @@ from collections.abc import Mapping
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.compute as pc
 import xxhash
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
@@ -30,15 +28,18 @@ HASH_FIELD = T.StructField(HASH_COLUMN, T.BinaryType(), True)
 TOP_GROUPS = 10
 
 
-def normalize_whitespace(texts: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
-    """``" ".join(text.split())`` for a whole column (null texts become empty), as UTF-8 bytes."""
-    words = pc.utf8_split_whitespace(pc.utf8_trim_whitespace(texts.fill_null("")))
-    return pc.binary_join(words, " ").cast(pa.binary())
+def normalize_whitespace(texts: pa.Array | pa.ChunkedArray) -> list[bytes]:
+    """``" ".join(text.split())`` of each text as UTF-8 (a null text is empty).
+
+    Python's own split, so "whitespace" is exactly ``str.split``'s; on 13 MB of mostly code it also took less CPU than
+    Arrow's ``utf8_split_whitespace`` + ``binary_join`` (0.08 vs 0.10 s), whose whitespace set differs slightly.
+    """
+    return [" ".join(text.split()).encode() if text else b"" for text in texts.to_pylist()]
 
 
 def text_hashes(batch: pa.RecordBatch) -> Mapping[str, ColumnValues]:
     """Batch function: the 16-byte xxh3-128 digest of each normalised text."""
-    normalized = normalize_whitespace(batch.column("text")).to_pylist()
+    normalized = normalize_whitespace(batch.column("text"))
     return {HASH_COLUMN: pa.array(list(map(xxhash.xxh3_128_digest, normalized)), type=pa.binary(16))}
 
 
