@@ -9,20 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from spark_jobs.filters.base import REASON_REPETITION, DocFilter, DocView, WordNGrams, format_value
-
-
-def count_duplicates(segments: Sequence[str]) -> tuple[int, int]:
-    """(segments equal to an earlier one, their characters): the first occurrence is never a duplicate."""
-    seen: set[str] = set()
-    count = chars = 0
-    for segment in segments:
-        if segment in seen:
-            count += 1
-            chars += len(segment)
-        else:
-            seen.add(segment)
-    return count, chars
+from spark_jobs.filters.base import REASON_REPETITION, DocFilter, DocView, Segments, WordNGrams, format_value
 
 
 class DuplicateSegments(DocFilter):
@@ -35,19 +22,18 @@ class DuplicateSegments(DocFilter):
         self.max_frac = max_frac
         self.max_char_frac = max_char_frac
 
-    def segments(self, doc: DocView) -> list[str]:
+    def segments(self, doc: DocView) -> Segments:
         raise NotImplementedError
 
     def check(self, doc: DocView) -> str | None:
         segments = self.segments(doc)
-        if not segments:
+        if not segments.count:
             return None
-        count, chars = count_duplicates(segments)
-        frac = count / len(segments)
+        frac = segments.repeated / segments.count
         if frac > self.max_frac:
             return f"{self.name}_frac: {format_value(frac)} > {self.max_frac}"
         if self.max_char_frac is not None and doc.text:
-            char_frac = chars / len(doc.text)
+            char_frac = segments.repeated_chars / len(doc.text)
             if char_frac > self.max_char_frac:
                 return f"{self.name}_char_frac: {format_value(char_frac)} > {self.max_char_frac}"
         return None
@@ -62,8 +48,8 @@ class DuplicateParagraphs(DuplicateSegments):
     name = "dup_para"
     reason = REASON_REPETITION
 
-    def segments(self, doc: DocView) -> list[str]:
-        return doc.paragraphs
+    def segments(self, doc: DocView) -> Segments:
+        return doc.paragraph_segments
 
 
 class DuplicateLines(DuplicateSegments):
@@ -72,8 +58,8 @@ class DuplicateLines(DuplicateSegments):
     name = "dup_line"
     reason = REASON_REPETITION
 
-    def segments(self, doc: DocView) -> list[str]:
-        return doc.nonempty_lines
+    def segments(self, doc: DocView) -> Segments:
+        return doc.nonempty_line_segments
 
 
 class CodeDuplicateLines(DuplicateSegments):
@@ -84,8 +70,8 @@ class CodeDuplicateLines(DuplicateSegments):
     name = "code_dup_line"
     reason = REASON_REPETITION
 
-    def segments(self, doc: DocView) -> list[str]:
-        return doc.nonblank_lines
+    def segments(self, doc: DocView) -> Segments:
+        return doc.nonblank_line_segments
 
 
 class NGramShare(DocFilter):
@@ -118,6 +104,11 @@ class NGramShare(DocFilter):
         """True when the thresholds after ``n`` provably pass, so they need not be measured (an optimisation)."""
         return False
 
+    def sizes_always_measured(self) -> tuple[int, ...]:
+        """The n measured on every document that reaches this unit and passes it: worth numbering for a whole batch
+        at once (:func:`spark_jobs.filters.batch.batch_word_ngrams`). All of them, unless the loop can stop early."""
+        return tuple(n for n, _ in self.thresholds)
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}({list(self.thresholds)})"
 
@@ -145,3 +136,7 @@ class DuplicateNGramShare(NGramShare):
         """Words inside repeated n-grams bound the duplicate share of every longer n-gram (usually few in prose)."""
         bound = doc.ngrams.repeat_coverage_chars(n) / len(doc.text)
         return all(m >= n and bound <= maximum for m, maximum in rest)
+
+    def sizes_always_measured(self) -> tuple[int, ...]:
+        """Only the first n: :meth:`rest_cannot_fire` stops most documents right after it."""
+        return tuple(n for n, _ in self.thresholds[:1])
