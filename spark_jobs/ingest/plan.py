@@ -1,7 +1,8 @@
 """Driver-side planning: list the input files and cut them into read units. Touches metadata only, never data.
 
-Parquet files are cut by row groups (read from their footers) so one large file still feeds many tasks; JSONL and
-text files (gzip is not splittable) and source files are one unit each. The doc id type is decided here, once, for
+Parquet files are cut by row groups (read from their footers) and uncompressed JSONL files by byte ranges, so one
+large file still feeds many tasks; gzipped JSONL (gzip is not splittable), text files and source files are one unit
+each. The doc id type is decided here, once, for
 the whole run: string when any source carries string ids, long otherwise.
 """
 
@@ -22,6 +23,8 @@ PARQUET_EXT = (".parquet", ".parq")
 JSONL_EXT = (".jsonl", ".json", ".jsonl.gz", ".json.gz", ".ndjson", ".ndjson.gz")
 TEXT_EXT = (".txt", ".txt.gz", ".md")
 ROW_GROUPS_PER_UNIT = 4
+JSONL_UNIT_BYTES = 8 << 20
+"""Byte range of an uncompressed JSONL file per read unit: a large dump feeds many tasks, each holding one batch."""
 
 
 class InputError(Exception):
@@ -74,6 +77,14 @@ def plan_inputs(inputs: list[str], code_extensions: str, id_column: str, text_co
             if fmt == "parquet":
                 units, kind = _parquet_units(fs, f.path, uri, id_column, text_column)
                 plan.units += units
+            elif fmt == "jsonl" and not f.path.endswith(".gz") and f.size > JSONL_UNIT_BYTES:
+                plan.units += [
+                    ReadUnit(
+                        fmt=fmt, uri=uri, source=uri, size=f.size, byte_start=start, byte_end=start + JSONL_UNIT_BYTES
+                    )
+                    for start in range(0, f.size, JSONL_UNIT_BYTES)
+                ]
+                kind = _jsonl_id_kind(fs, f.path, id_column)
             else:
                 plan.units.append(ReadUnit(fmt=fmt, uri=uri, source=uri, root=storage.to_uri(fs, root), size=f.size))
                 kind = _jsonl_id_kind(fs, f.path, id_column) if fmt == "jsonl" else None

@@ -8,6 +8,7 @@ identity holds from the first stage on.
 
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -53,6 +54,8 @@ class ReadUnit:
     rg_end: int = 0
     row_offset: int = 0  # parquet: rows in the file before rg_start
     size: int = 0
+    byte_start: int = 0  # jsonl: the lines that start in [byte_start, byte_end); byte_end 0 is the whole file
+    byte_end: int = 0
 
     def to_row(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -102,8 +105,11 @@ class DocBuilder:
         o = self.opts
         text = record.get(o.text_column)
         kind = record.get(o.kind_column) or KIND_TEXT
-        meta = {k: v if isinstance(v, str) else json.dumps(v, default=str) for k, v in record.items()
-                if k not in (o.text_column, o.id_column, o.kind_column) and v is not None}
+        meta = {
+            k: v if isinstance(v, str) else json.dumps(v, default=str)
+            for k, v in record.items()
+            if k not in (o.text_column, o.id_column, o.kind_column) and v is not None
+        }
         invalid = None
         try:
             doc_id = self.doc_id(record.get(o.id_column), source, position)
@@ -157,29 +163,66 @@ def _parquet_rows(unit: ReadUnit, out: DocBuilder) -> Iterator[None]:
 
 
 def _jsonl_rows(unit: ReadUnit, out: DocBuilder) -> Iterator[None]:
-    """One JSON object per line; blank lines are not documents (and are not counted as input)."""
-    with storage.open_input(unit.uri) as fh:
-        for position, raw in enumerate(fh):
-            if not raw.strip():
-                continue
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError as err:
-                out.add(doc_id=out.doc_id(None, unit.source, position), text=raw.decode("utf-8", "replace"),
-                        kind=KIND_TEXT, source=unit.source, invalid=f"not_utf8: byte {err.start} of line {position}")
-                yield
-                continue
-            try:
-                record = json.loads(line)
-                if not isinstance(record, dict):
-                    raise ValueError(f"a JSON {type(record).__name__}, not an object")
-            except ValueError as err:
-                out.add(doc_id=out.doc_id(None, unit.source, position), text=line, kind=KIND_TEXT,
-                        source=unit.source, invalid=f"malformed_json: line {position}: {str(err)[:80]}")
-                yield
-                continue
-            out.add_record(record, unit.source, position)
+    """One JSON object per line; blank lines are not documents (and are not counted as input). A line's position is
+    the byte offset where it starts, so its doc id is the same however the file is cut into units."""
+    for position, raw in _lines(unit):
+        if not raw.strip():
+            continue
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as err:
+            out.add(
+                doc_id=out.doc_id(None, unit.source, position),
+                text=raw.decode("utf-8", "replace"),
+                kind=KIND_TEXT,
+                source=unit.source,
+                invalid=f"not_utf8: byte {position + err.start}",
+            )
             yield
+            continue
+        try:
+            record = json.loads(line)
+            if not isinstance(record, dict):
+                raise ValueError(f"a JSON {type(record).__name__}, not an object")
+        except ValueError as err:
+            out.add(
+                doc_id=out.doc_id(None, unit.source, position),
+                text=line,
+                kind=KIND_TEXT,
+                source=unit.source,
+                invalid=f"malformed_json: line at byte {position}: {str(err)[:80]}",
+            )
+            yield
+            continue
+        out.add_record(record, unit.source, position)
+        yield
+
+
+def _lines(unit: ReadUnit) -> Iterator[tuple[int, bytes]]:
+    """(byte offset, line) of each line of the unit: the whole file, or the lines that start in its byte range.
+
+    As Hadoop splits text: a range after the first skips the line already under way at its start (the range before
+    reads it to its end), so every line is read by exactly one range.
+    """
+    if not unit.byte_end:
+        with storage.open_input(unit.uri) as fh:
+            offset = 0
+            for raw in fh:
+                yield offset, raw
+                offset += len(raw)
+        return
+    fs, path = storage.resolve(unit.uri)
+    with io.BufferedReader(fs.open_input_file(path), 1 << 20) as fh:
+        offset = unit.byte_start
+        if offset:
+            fh.seek(offset - 1)
+            offset += len(fh.readline()) - 1  # the end of the line under way, or just the newline before the range
+        while offset < unit.byte_end:
+            raw = fh.readline()
+            if not raw:
+                return
+            yield offset, raw
+            offset += len(raw)
 
 
 def _text_rows(unit: ReadUnit, out: DocBuilder) -> Iterator[None]:
@@ -192,11 +235,17 @@ def _text_rows(unit: ReadUnit, out: DocBuilder) -> Iterator[None]:
 
 def _code_rows(unit: ReadUnit, out: DocBuilder) -> Iterator[None]:
     """A source file is one code document with repo/path metadata; binary, undecodable or huge files are invalid."""
-    rel = unit.uri[len(unit.root):].lstrip("/") if unit.root and unit.uri.startswith(unit.root) else unit.uri
+    rel = unit.uri[len(unit.root) :].lstrip("/") if unit.root and unit.uri.startswith(unit.root) else unit.uri
     meta = {"repo": unit.root.rstrip("/").rsplit("/", 1)[-1], "path": rel}
     if unit.size > out.opts.max_file_bytes:
-        out.add(doc_id=out.doc_id(None, unit.source, 0), text=None, kind=KIND_CODE, source=unit.source, meta=meta,
-                invalid=f"file_too_large: {unit.size} > {out.opts.max_file_bytes} bytes")
+        out.add(
+            doc_id=out.doc_id(None, unit.source, 0),
+            text=None,
+            kind=KIND_CODE,
+            source=unit.source,
+            meta=meta,
+            invalid=f"file_too_large: {unit.size} > {out.opts.max_file_bytes} bytes",
+        )
     else:
         with storage.open_input(unit.uri) as fh:
             data = fh.read(out.opts.max_file_bytes + 1)
@@ -216,5 +265,6 @@ def _add_file_doc(out: DocBuilder, unit: ReadUnit, data: bytes, kind: str, meta:
             text, invalid = data.decode("utf-8", "replace"), f"not_utf8: byte {err.start}"
         if invalid is None and not text.strip():
             invalid = "empty_text"
-    out.add(doc_id=out.doc_id(None, unit.source, 0), text=text, kind=kind, source=unit.source, meta=meta,
-            invalid=invalid)
+    out.add(
+        doc_id=out.doc_id(None, unit.source, 0), text=text, kind=kind, source=unit.source, meta=meta, invalid=invalid
+    )
