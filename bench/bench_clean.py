@@ -15,7 +15,7 @@ of text hashes for exact dedup, in one process; result written to Parquet.
 our JSONL ingestion, the filter (length + full Gopher repetition set + code rules) and fastText language ID fused
 into ingestion's pass, exact dedup, then ``cleaned/``, ``removed/`` and ``report.json``: everything the seed does
 and more. Timed from the start of the run to its report, after two warm-up runs of the same pipeline on 300 documents
-(JIT, Python workers, model load), as a long pipeline runs warm; session start plus warm-up is shown apart.
+in one file per core (JIT, a Python worker per core, model load), as a long pipeline runs warm; session start plus warm-up is shown apart.
 
 Each side runs in its own subprocess. Memory: (a) is the process's peak RSS (``ru_maxrss``); for (b) a thread
 samples ``VmHWM`` (the kernel's per-process peak RSS) of every descendant of the driver: the JVM and the Python
