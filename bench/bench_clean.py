@@ -12,15 +12,16 @@ the mirrors (about 110 MB at ``--scale 8``), "2x" all of them.
 its paragraph repetition rule, fastText lid.176 on the whole text (keep ``en`` with score > 0.4) and a Python set
 of text hashes for exact dedup, in one process; result written to Parquet.
 (b) Ours: the pipeline (``spark_jobs.pipeline.run`` with ``--stages filter,langid,exact_dedup``) on local Spark:
-our JSONL ingestion, the filter (length + full Gopher repetition set + code rules) and fastText language ID fused
-into ingestion's pass, exact dedup, then ``cleaned/``, ``removed/`` and ``report.json``: everything the seed does
-and more. Timed from the start of the run to its report, after two warm-up runs of the same pipeline on 300 documents
-in one file per core (JIT, a Python worker per core, model load), as a long pipeline runs warm; session start plus warm-up is shown apart.
+our JSONL ingestion, the filter (length + full Gopher repetition set + code rules) and fastText language ID fused into
+ingestion's pass, exact dedup, then ``cleaned/``, ``removed/`` and ``report.json``: everything the seed does and more.
+Timed from the start of the run to its report, after two warm-up runs of the same pipeline on 300 documents in one file
+per core (JIT, a Python worker per core, model load), as a long pipeline runs warm; session start plus warm-up is shown
+apart.
 
-Each side runs in its own subprocess. Memory: (a) is the process's peak RSS (``ru_maxrss``); for (b) a thread
-samples ``VmHWM`` (the kernel's per-process peak RSS) of every descendant of the driver: the JVM and the Python
-workers. Both sides run at 1x and 2x: the ratio at each size, and (b)'s per-process peaks not growing with the input. Both sides also report
-the CPU seconds they used (for (b): JVM, Python workers and driver), which, unlike wall clock, does not depend on
+Each side runs in its own subprocess. Memory: (a) is the process's peak RSS (``ru_maxrss``); for (b) a thread samples
+``VmHWM`` (the kernel's per-process peak RSS) of every descendant of the driver: the JVM and the Python workers. Both
+sides run at 1x and 2x: the ratio at each size, and (b)'s per-process peaks not growing with the input. Both sides also
+report the CPU seconds they used (for (b): JVM, Python workers and driver), which, unlike wall clock, does not depend on
 what else the machine is running.
 """
 
@@ -277,8 +278,8 @@ def run_spark(paths: list[str], out: Path, cores: int) -> dict[str, Any]:
     """The pipeline itself (``spark_jobs.pipeline.run``, stages filter, langid, exact_dedup) on local Spark: our
     ingestion of the JSONL files, the fused row stages, exact dedup, ``cleaned/`` and ``removed/`` with the report.
 
-    A warm-up runs the same pipeline twice on a few hundred documents first, one file per core (JVM JIT, a Python
-    worker per core, fastText model), as a long pipeline would be warm; its time is reported apart with the session start.
+    A warm-up runs the same pipeline twice on a few hundred documents first, one file per core (JVM JIT, a Python worker
+    per core, fastText model), as a long pipeline would be warm; its time is reported apart with the session start.
     """
     from spark_jobs.config import PipelineConfig
     from spark_jobs.pipeline import run

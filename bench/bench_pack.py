@@ -1,17 +1,17 @@
 """Pack throughput against the raw Rust tokenizer on the same text and the same cores (not a test).
 
-    .venv/bin/python bench/bench_pack.py [--cores 2] [--max-mb 40] [--copies 1] [--repeats 2] [--task-cpus 1]
+    .venv/bin/python bench/bench_pack.py [--cores 2] [--max-mb 40] [--copies 1] [--repeats 5] [--task-cpus 1] [--java-options=...]
 
-The corpus is this interpreter's standard library (``.py`` files, kind ``code``) plus the ``pydoc_data`` topics
-(kind ``text``), written once to Parquet as the pipeline writes ``cleaned/``: one file per task of its last pass (4 per
-core), so Spark reads it with every core, as ``pack_corpus`` reads a real ``cleaned/``. The baseline is what the tokenizer alone does
-with all the cores: ``encode_batch_fast`` over 1024-document batches with its own Rust thread pool (RAYON_NUM_THREADS
-= cores), ids taken out to Python as any consumer must. The pack job is ``pack_corpus`` on a local[cores] Spark
-session, all of it timed: load and save the tokenizer, read, seeded shuffle into shards, sort, tokenize, pack, write
-Parquet shards and the manifest. Spark and its Python workers are warmed on a small slice first, so the figure is
-the steady state of a pipeline, not JVM start-up. The per-run costs that do not grow with the corpus (the driver
-building the tokenizer, planning, one Python task per shard) stay in: about 1 s of wall clock on a 30-document input
-here, so on this 32 MB corpus they are most of the gap that remains.
+The corpus is this interpreter's standard library (``.py`` files, kind ``code``) plus the ``pydoc_data`` topics (kind
+``text``), written once to Parquet as the pipeline writes ``cleaned/``: one file per task of its last pass (4 per core),
+so Spark reads it with every core, as ``pack_corpus`` reads a real ``cleaned/``. The baseline is what the tokenizer
+alone does with all the cores: ``encode_batch_fast`` over 1024-document batches with its own Rust thread pool
+(RAYON_NUM_THREADS = cores), ids taken out to Python as any consumer must. The pack job is ``pack_corpus`` on a
+local[cores] Spark session, all of it timed: load and save the tokenizer, read, seeded shuffle into shards, sort,
+tokenize, pack, write Parquet shards and the manifest. Spark and its Python workers are warmed on a small slice first,
+so the figure is the steady state of a pipeline, not JVM start-up. The per-run costs that do not grow with the corpus
+(the driver building the tokenizer, planning, one Python task per shard) stay in: about 1 s of wall clock on a
+30-document input here, so on this 32 MB corpus they are most of the gap that remains.
 
 Two ratios are printed. Wall clock is the target's measure, but on a shared machine other tenants' load drifts
 between runs (the same raw run measured 10.1 to 13.5 CPU s in one hour here), so raw and pack runs alternate

@@ -1,10 +1,11 @@
 """The ``exact_dedup`` stage: documents whose whitespace-normalised texts are identical keep only the smallest doc_id.
 
-Each text is normalised (``" ".join(text.split())``: runs of any whitespace become one space, ends trimmed) and hashed with xxh3-128 per Arrow batch (in the pipeline, inside ingestion's pass, as
-:data:`HASH_FIELD`), so the shuffle moves the hash, the id and a few bytes for the counts instead of the text.
-Grouping is a window ``min(doc_id)`` over the hash partition: one shuffle of ids, no driver collect, and the result
-does not depend on partitioning. The stage's output is the removals alone; :func:`~spark_jobs.documents.apply_removals` joins them
-back. 128 bits make a false match among even 10^12 documents improbable (about 10^-15).
+Each text is normalised (``" ".join(text.split())``: runs of any whitespace become one space, ends trimmed) and
+hashed with xxh3-128 per Arrow batch (in the pipeline, inside ingestion's pass, as :data:`HASH_FIELD`), so the shuffle
+moves the hash, the id and a few bytes for the counts instead of the text. Grouping is a window ``min(doc_id)`` over
+the hash partition: one shuffle of ids, no driver collect, and the result does not depend on partitioning. The
+stage's output is the removals alone; :func:`~spark_jobs.documents.apply_removals` joins them back. 128 bits make a
+false match among even 10^12 documents improbable (about 10^-15).
 """
 
 from __future__ import annotations
