@@ -157,7 +157,6 @@ def run(cfg: PipelineConfig, spark: SparkSession | None = None) -> dict[str, Any
     steps = [s.batch_fn(spark, cfg) for s in row_stages] + [s.row_prep for s in preps]
     extra_fields = [T.StructField(CHARS, T.LongType(), False), *(field for s in preps for field in s.row_fields)]
     raw, report["input"] = ingest(spark, cfg, steps, extra_fields)
-    row_names = list(names)
     annotated, row_reused = run_stage(
         spark,
         out,
@@ -221,7 +220,7 @@ def run(cfg: PipelineConfig, spark: SparkSession | None = None) -> dict[str, Any
             summary = stage.summary(seen_by(counts, earlier, stage.reasons), cfg)
             report["stages"][stage.name] = {**stats[stage.name], **summary, "reused": row_reused}
             earlier += stage.reasons
-        flow = stats[row_names[-1]]
+        flow = stats[owners[-1][0]]  # what the last row stage kept goes into the first dedup stage
         for stage, reused, stage_counts, stage_summary in dedup_jobs:
             owner = [(stage.name, stage.reasons)]
             flow = flows(stage_counts.result(), owner, flow["docs_out"], flow["chars_out"])[stage.name]
