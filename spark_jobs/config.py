@@ -17,7 +17,7 @@ import yaml
 
 ALL_STAGES = ("filter", "langid", "exact_dedup", "near_dedup", "pack")
 
-LOCAL_JAVA_OPTIONS = "-XX:TieredStopAtLevel=1"
+LOCAL_JAVA_OPTIONS = "-XX:TieredStopAtLevel=1 -XX:ReservedCodeCacheSize=240m"
 """JVM options of a local run's driver, the one JVM that then does all of Spark's work.
 
 Only the quick (C1) JIT compiler: Spark generates and compiles code for every query, and in a local run on a few
@@ -25,6 +25,10 @@ cores HotSpot's optimising (C2) compiler threads take cores from the Python work
 work. ``bench/bench_clean.py`` measured the whole run 1.3x faster with it on 2 cores (JVM CPU 9.2 -> 5.9 s on 107 MB).
 A long local run whose time goes to the JVM itself (big shuffles, sorts) may prefer ``""``: C2's code is faster once
 compiled.
+
+Without tiered compilation HotSpot reserves only 48 MB for compiled code, which a long session fills (the test suite's
+one session did, after about 100 s: "CodeCache is full. Compiler has been disabled", then the JVM failed), so the
+cache keeps the tiered default, 240 MB.
 """
 
 
