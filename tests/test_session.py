@@ -16,6 +16,22 @@ def test_spark_fixture_runs_arrow_batches(spark):
     assert spark.conf.get("spark.sql.execution.arrow.pyspark.enabled") == "true"
 
 
+def test_python_workers_talk_to_the_jvm_over_a_unix_socket(spark):
+    """The JVM tells the Python daemon which transport to use; each task's worker inherits it."""
+
+    def transport(batches):
+        import os
+
+        import pyarrow as pa
+
+        for _ in batches:
+            pass
+        yield pa.RecordBatch.from_pylist([{"uds": os.environ.get("PYTHON_UNIX_DOMAIN_ENABLED", "unset").lower()}])
+
+    seen = {row.uds for row in spark.range(0, 10, numPartitions=2).mapInArrow(transport, "uds string").collect()}
+    assert seen == {"true"}
+
+
 def test_position_id_is_stable_and_signed():
     a = position_id("file:///x/a.jsonl", 0)
     assert a == position_id("file:///x/a.jsonl", 0)
