@@ -17,7 +17,7 @@ import yaml
 
 ALL_STAGES = ("filter", "langid", "exact_dedup", "near_dedup", "pack")
 
-LOCAL_JAVA_OPTIONS = "-XX:TieredStopAtLevel=1 -XX:ReservedCodeCacheSize=240m"
+LOCAL_JAVA_OPTIONS = "-XX:TieredStopAtLevel=1 -XX:ReservedCodeCacheSize=240m -XX:G1HeapRegionSize=32m"
 """JVM options of a local run's driver, the one JVM that then does all of Spark's work.
 
 Only the quick (C1) JIT compiler: Spark generates and compiles code for every query, and in a local run on a few
@@ -29,6 +29,12 @@ compiled.
 Without tiered compilation HotSpot reserves only 48 MB for compiled code, which a long session fills (the test suite's
 one session did, after about 100 s: "CodeCache is full. Compiler has been disabled", then the JVM failed), so the
 cache keeps the tiered default, 240 MB.
+
+G1 regions of 32 MB (HotSpot picks 2 MB for a 4 GB heap): G1 treats every array of half a region or more as
+"humongous", and each humongous allocation may start a concurrent marking cycle. Documents are large strings, so
+Parquet's column vectors and the rows of a big file are such arrays: three 32 MB packs (``bench/bench_pack.py``'s
+corpus) in one JVM logged 13 "Concurrent Start (G1 Humongous Allocation)" pauses, and G1's marking threads took up
+to 0.9 CPU s of a 7 s pack. With 32 MB regions the same three logged none.
 """
 
 
