@@ -79,11 +79,15 @@ def free_port() -> int:
 
 
 def get_json(url: str) -> Any | None:
-    """A JSON document from a local Spark web UI or REST endpoint; None while it does not answer."""
+    """A JSON document from a local Spark web UI or REST endpoint; None while it does not answer with JSON.
+
+    Just after binding, a master's UI once answered ``/json/`` with its HTML page (the test failed on the decode), so a
+    body that is not JSON counts as not answering yet.
+    """
     try:
         with urllib.request.urlopen(url, timeout=5) as resp:
             return json.loads(resp.read())
-    except OSError:
+    except (OSError, json.JSONDecodeError):
         return None
 
 
