@@ -10,8 +10,8 @@ alone does with all the cores: ``encode_batch_fast`` over 1024-document batches 
 local[cores] Spark session, all of it timed: load and save the tokenizer, read, seeded shuffle into shards, sort,
 tokenize, pack, write Parquet shards and the manifest. Spark and its Python workers are warmed first by the same
 query on 200 of the documents, so the figure is the steady state of a pipeline, not JVM start-up. The per-run costs
-that do not grow with the corpus (the driver building the tokenizer, planning, one Python task per shard) stay in:
-0.7-0.9 s of wall clock on a 32-document input here, so on this 32 MB corpus they are most of the gap that remains.
+that do not grow with the corpus (the driver building the tokenizer, planning, one Python task per shard) stay in;
+on this 32 MB corpus they are most of the gap that remains (the last line measures them).
 
 Two ratios are printed. Wall clock is the target's measure, but on a shared machine other tenants' load drifts
 between runs (the same raw run measured 10.1 to 13.5 CPU s in one hour here), so raw and pack runs alternate

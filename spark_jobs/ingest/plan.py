@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
@@ -79,16 +79,13 @@ def plan_inputs(inputs: list[str], code_extensions: str, id_column: str, text_co
             if fmt == "parquet":
                 units, kind = _parquet_units(fs, f.path, uri, id_column, text_column)
                 plan.units += units
-            elif fmt == "jsonl" and not f.path.endswith(".gz") and f.size > JSONL_UNIT_BYTES:
-                plan.units += [
-                    ReadUnit(
-                        fmt=fmt, uri=uri, source=uri, size=f.size, byte_start=start, byte_end=start + JSONL_UNIT_BYTES
-                    )
-                    for start in range(0, f.size, JSONL_UNIT_BYTES)
-                ]
-                kind = _jsonl_id_kind(fs, f.path, id_column)
             else:
-                plan.units.append(ReadUnit(fmt=fmt, uri=uri, source=uri, root=storage.to_uri(fs, root), size=f.size))
+                unit = ReadUnit(fmt=fmt, uri=uri, source=uri, root=storage.to_uri(fs, root), size=f.size)
+                if fmt == "jsonl" and not f.path.endswith(".gz") and f.size > JSONL_UNIT_BYTES:
+                    ranges = range(0, f.size, JSONL_UNIT_BYTES)
+                    plan.units += [replace(unit, byte_start=s, byte_end=s + JSONL_UNIT_BYTES) for s in ranges]
+                else:
+                    plan.units.append(unit)
                 kind = _jsonl_id_kind(fs, f.path, id_column) if fmt == "jsonl" else None
             if kind:
                 id_kinds.add(kind)
