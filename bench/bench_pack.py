@@ -43,10 +43,10 @@ import pyarrow.parquet as pq  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from slm_common.tokenizer import load_tokenizer  # noqa: E402
 from spark_jobs.config import LOCAL_JAVA_OPTIONS, PipelineConfig  # noqa: E402
 from spark_jobs.documents import KIND_CODE, KIND_TEXT, arrow_schema, doc_schema  # noqa: E402
 from spark_jobs.pack import pack_corpus  # noqa: E402
-from spark_jobs.pack.tokenizer import load_tokenizer  # noqa: E402
 from spark_jobs.session import ARROW_BATCH_ROWS, get_spark  # noqa: E402
 
 if TYPE_CHECKING:

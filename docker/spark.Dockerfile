@@ -30,6 +30,7 @@ RUN pip install --no-cache-dir --index-url https://download.pytorch.org/whl/cpu 
 
 WORKDIR /opt/slm
 COPY pyproject.toml README.md constraints.txt ./src/
+COPY slm_common ./src/slm_common
 COPY spark_jobs ./src/spark_jobs
 COPY model_surgery ./src/model_surgery
 COPY train ./src/train

@@ -27,6 +27,7 @@ RUN pip install --no-cache-dir "torch==${TORCH_VERSION}"
 
 WORKDIR /opt/slm
 COPY pyproject.toml README.md constraints.txt ./src/
+COPY slm_common ./src/slm_common
 COPY spark_jobs ./src/spark_jobs
 COPY model_surgery ./src/model_surgery
 COPY train ./src/train

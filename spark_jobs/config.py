@@ -13,9 +13,9 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, get_type_hints
 
-import yaml
+from slm_common.options import read_yaml_options
 
-ALL_STAGES = ("filter", "langid", "exact_dedup", "near_dedup", "pack")
+DEFAULT_STAGES = ("filter", "langid", "exact_dedup", "near_dedup", "pack")
 
 LOCAL_JAVA_OPTIONS = "-XX:TieredStopAtLevel=1 -XX:ReservedCodeCacheSize=240m -XX:G1HeapRegionSize=32m"
 """JVM options of a local run's driver, the one JVM that then does all of Spark's work.
@@ -55,7 +55,7 @@ class PipelineConfig:
     )
     output: str = opt("", "output directory (cleaned/, removed/, packed/, report.json)")
     config: str | None = opt(None, "YAML file with any of these options (flags win)")
-    stages: str = opt(",".join(ALL_STAGES), "comma list of stages to run, in this order")
+    stages: str = opt(",".join(DEFAULT_STAGES), "comma list of stages to run, in this order")
     # --- input schema -----------------------------------------------------------------------------------------
     text_column: str = opt("text", "input column holding the document text")
     id_column: str = opt("id", "input column holding a document id (used unchanged as doc_id when present)")
@@ -123,9 +123,9 @@ class PipelineConfig:
     def stage_list(self) -> list[str]:
         """The stages to run, validated against the known ones."""
         names = [s.strip() for s in self.stages.split(",") if s.strip()]
-        unknown = [s for s in names if s not in ALL_STAGES]
+        unknown = [s for s in names if s not in DEFAULT_STAGES]
         if unknown:
-            raise ValueError(f"unknown stage(s) {unknown}; known: {','.join(ALL_STAGES)}")
+            raise ValueError(f"unknown stage(s) {unknown}; known: {','.join(DEFAULT_STAGES)}")
         return names
 
     def to_dict(self) -> dict[str, Any]:
@@ -193,22 +193,6 @@ class PipelineConfig:
         for name in ("num_perm", "ngram", "seq_len", "num_shards"):
             if getattr(self, name) < 1:
                 raise SystemExit(f"error: --{name.replace('_', '-')} must be >= 1")
-
-
-def read_yaml_options(path: str, cls: type) -> dict[str, Any]:
-    """The options of a YAML config file for dataclass ``cls`` (keys may use ``-`` or ``_``); unknown keys fail.
-
-    Shared by every tool's config (pipeline, train), so YAML files behave the same everywhere.
-    """
-    with open(path) as fh:
-        loaded = yaml.safe_load(fh) or {}
-    if not isinstance(loaded, dict):
-        raise SystemExit(f"error: {path} must hold a mapping of option: value")
-    values = {str(k).replace("-", "_"): v for k, v in loaded.items()}
-    unknown = sorted(set(values) - {f.name for f in dataclasses.fields(cls)})
-    if unknown:
-        raise SystemExit(f"error: unknown option(s) in {path}: {', '.join(unknown)}")
-    return values
 
 
 def _scalar_type(typ: Any, default: Any) -> Any:

@@ -34,12 +34,12 @@ EXECUTOR_CLASS = "CoarseGrainedExecutorBackend"
 
 def importable_stages() -> list[str]:
     """The default stages whose modules import now, in order: the cluster tests grow with the pipeline."""
-    from spark_jobs.config import ALL_STAGES
+    from spark_jobs.config import DEFAULT_STAGES
     from spark_jobs.pipeline import STAGE_CLASSES
 
     modules = {**{k: v.split(":")[0] for k, v in STAGE_CLASSES.items()}, "pack": "spark_jobs.pack"}
     found = []
-    for name in ALL_STAGES:
+    for name in DEFAULT_STAGES:
         try:
             importlib.import_module(modules[name])
         except ImportError:

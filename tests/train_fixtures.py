@@ -11,7 +11,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from spark_jobs.pack.tokenizer import OFFLINE_TOKENIZER, load_tokenizer
+from slm_common.tokenizer import OFFLINE_TOKENIZER, load_tokenizer
 
 TOKEN_POOL = 512
 """Sequences draw from this many token ids with Zipf frequencies, so even a tiny model's loss falls fast."""

@@ -18,6 +18,7 @@ from typing import Any
 import torch
 from accelerate import Accelerator
 
+from slm_common.tokenizer import load_tokenizer
 from train.data import DataStream
 
 STATE_FILE = "trainer_state.json"
@@ -103,9 +104,6 @@ def export_final(accelerator: Accelerator, model: torch.nn.Module, run_dir: Path
         if tokenizer_dir.is_dir():
             shutil.copytree(tokenizer_dir, out, dirs_exist_ok=True)
         else:
-            # Imported here: the spark_jobs.pack package imports pyspark, which a GPU training host need not have.
-            from spark_jobs.pack.tokenizer import load_tokenizer
-
             manifest_path = data_dir / "manifest.json"
             manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
             load_tokenizer(manifest.get("tokenizer", "")).save_pretrained(out)

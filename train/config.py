@@ -14,7 +14,7 @@ from typing import Any, get_args, get_origin, get_type_hints
 
 import yaml
 
-from spark_jobs.config import read_yaml_options
+from slm_common.options import read_yaml_options
 
 SCHEDULES = ("cosine", "linear", "constant")
 MIXED_PRECISION = ("auto", "no", "bf16", "fp16")

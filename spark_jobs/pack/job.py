@@ -61,10 +61,10 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from slm_common.tokenizer import load_tokenizer, special_token_ids, worker_tokenizer
 from spark_jobs import storage
 from spark_jobs.documents import arrow_schema
 from spark_jobs.pack.packing import Packer, ShardWriter, as_list_array
-from spark_jobs.pack.tokenizer import load_tokenizer, special_token_ids, worker_tokenizer
 
 if TYPE_CHECKING:
     from tokenizers import Tokenizer

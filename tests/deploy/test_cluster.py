@@ -55,7 +55,7 @@ def py_files(tmp_path_factory: pytest.TempPathFactory) -> Path:
     base = tmp_path_factory.mktemp("dist")
     src = base / "src"
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
-    for package in ("spark_jobs", "model_surgery", "train"):
+    for package in ("slm_common", "spark_jobs", "model_surgery", "train"):
         shutil.copytree(ROOT / package, src / package, ignore=ignore)
     for name in ("pyproject.toml", "README.md"):
         shutil.copyfile(ROOT / name, src / name)

@@ -24,7 +24,7 @@ from train.data import GlobalOrder, ShardIndex
 
 pytestmark = pytest.mark.slow
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 ACCELERATE = Path(sys.executable).parent / "accelerate"
 TINY = "num_hidden_layers=2,hidden_size=64,ffn_dim=128,num_attention_heads=4"
 BATCH, ACCUM, STEPS, SEED = 4, 2, 40, 0

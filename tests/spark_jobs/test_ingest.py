@@ -18,7 +18,7 @@ from spark_jobs.ingest import InputError, _read_units, ingest
 from spark_jobs.ingest.plan import plan_inputs
 from spark_jobs.ingest.readers import ReadOptions, read_unit
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 PROSE = "First line of a document.\nSecond line here.\nThird line closes it."
 
 

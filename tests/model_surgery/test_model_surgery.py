@@ -19,7 +19,7 @@ from model_surgery.__main__ import main
 from model_surgery.report import format_table, row
 from model_surgery.resize import dus_plan, identity_plan
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 TINY = dict(hidden_size=32, num_attention_heads=4, ffn_dim=64, vocab_size=128, max_position_embeddings=64)
 TINY_FLAGS = ["--hidden", "32", "--heads", "4", "--ffn", "64", "--vocab", "128", "--positions", "64"]
 WORDS = "the a cat dog sat on mat and ran far".split()
