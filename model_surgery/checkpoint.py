@@ -12,8 +12,8 @@ def load_pretrained(name_or_dir: str | Path) -> OPTForCausalLM:
     """An OPT causal LM from a local ``save_pretrained`` directory or a hub id, in the checkpoint's own dtype.
 
     Load failures (missing directory, offline hub, unreadable config) are re-raised as ``OSError`` naming the
-    source, because the library's messages do not always say which model they were looking for. Other architectures are refused up front since
-    the surgery relies on OPT's ``model.decoder.layers`` layout.
+    source, because the library's messages do not always say which model they were looking for. Other
+    architectures are refused up front since the surgery relies on OPT's ``model.decoder.layers`` layout.
     """
     try:
         model = AutoModelForCausalLM.from_pretrained(name_or_dir)

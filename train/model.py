@@ -52,7 +52,8 @@ def make_optimizer(model: torch.nn.Module, cfg: TrainConfig, device: torch.devic
 
 
 def lr_lambda(cfg: TrainConfig) -> Callable[[int], float]:
-    """Multiplier of ``cfg.lr`` after ``step`` optimizer steps: linear warmup, then the chosen decay to ``min_lr_ratio``.
+    """Multiplier of ``cfg.lr`` after ``step`` optimizer steps: linear warmup, then the chosen decay to
+    ``min_lr_ratio``.
 
     Warmup starts at ``1/(warmup+1)`` rather than 0 so that the first step is not wasted.
     """

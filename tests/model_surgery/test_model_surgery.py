@@ -33,6 +33,27 @@ def tokens(seed: int = 0, batch: int = 2, length: int = 12) -> torch.Tensor:
     return torch.randint(3, TINY["vocab_size"], (batch, length), generator=torch.Generator().manual_seed(seed))
 
 
+def trained(layers: int = 4, seed: int = 0, steps: int = 3):
+    """A tiny model after a few AdamW steps, returned in eval mode.
+
+    A fresh OPT starts every bias at zero, so a growth that zeroed only the new layers' weights would still look
+    function-preserving on it; training moves the biases, which makes the bias zeroing observable.
+    """
+    model = tiny(layers=layers, seed=seed).train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    for step in range(steps):
+        ids = tokens(seed=100 + step, batch=4)
+        model(ids, labels=ids).loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    return model.eval()
+
+
+def residual_writers(layer) -> tuple[torch.nn.Linear, torch.nn.Linear]:
+    """The two projections whose outputs are added to the residual stream."""
+    return layer.self_attn.out_proj, layer.fc2
+
+
 def logits(model, input_ids: torch.Tensor) -> torch.Tensor:
     with torch.no_grad():
         return model(input_ids).logits
@@ -73,7 +94,7 @@ def table_rows(text: str) -> dict[str, tuple[int, int]]:
 # --- plans -------------------------------------------------------------------------------------------------------
 
 
-def test_dus_plan_matches_the_seed_examples():
+def test_dus_plan_matches_the_solar_examples():
     layers = list(range(12))
     assert dus_plan(12, 16) == layers[:-4] + layers[4:]
     assert dus_plan(12, 16) == [0, 1, 2, 3, 4, 5, 6, 7, 4, 5, 6, 7, 8, 9, 10, 11]
@@ -182,8 +203,11 @@ def test_generate_with_kv_cache_matches_without(method, target):
 
 
 @pytest.mark.parametrize(("target", "interleave"), [(6, None), (6, 2), (8, 1), (11, None)])
-def test_identity_growth_preserves_logits(target, interleave):
-    model = tiny(layers=4, seed=5)
+def test_identity_growth_preserves_logits_of_a_trained_model(target, interleave):
+    model = trained(layers=4, seed=5)
+    for layer in model.model.decoder.layers:
+        for linear in residual_writers(layer):
+            assert linear.bias.abs().min() > 0, "precondition: training left no zero bias to hide a missed zeroing"
     ids = tokens(seed=2)
     expected = logits(model, ids)
     resize(model, target, method="identity", interleave=interleave)
@@ -191,9 +215,9 @@ def test_identity_growth_preserves_logits(target, interleave):
     assert (logits(model, ids) - expected).abs().max().item() <= 1e-5
     plan = identity_plan(4, target, interleave)
     for layer, (_, silent) in zip(model.model.decoder.layers, plan, strict=True):
-        for linear in (layer.self_attn.out_proj, layer.fc2):
+        for linear in residual_writers(layer):
             assert (linear.weight.abs().sum() == 0) == silent
-            assert linear.bias.abs().sum() == 0 or not silent  # OPT starts every bias at zero anyway
+            assert (linear.bias.abs().sum() == 0) == silent
 
 
 def test_dus_growth_changes_the_function():
@@ -282,7 +306,7 @@ def test_save_without_tokenizer_source_writes_no_tokenizer(tmp_path):
 # --- CLI -------------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.slow  # subprocesses: each pays the ~4 s transformers import
+@pytest.mark.slow  # subprocesses, each importing transformers
 def test_cli_init_then_resize_end_to_end(tmp_path):
     small = tmp_path / "m"
     made = run_cli("init", "--preset", "opt-125m", "--layers", "4", *TINY_FLAGS, "--seed", "7", "--output", str(small))
@@ -305,8 +329,8 @@ def test_cli_init_then_resize_end_to_end(tmp_path):
         assert torch.equal(got.fc2.weight, want.fc2.weight)
 
 
-def test_cli_identity_resize_in_process(tmp_path, capsys):
-    save(tiny(layers=4), tmp_path / "m")
+def test_cli_identity_resize_of_a_trained_model_in_process(tmp_path, capsys):
+    save(trained(layers=4), tmp_path / "m")
     grow = "--layers 6 --method identity --interleave 2".split()
     main(["resize", "--model", str(tmp_path / "m"), *grow, "--output", str(tmp_path / "g")])
     rows = table_rows(capsys.readouterr().out)
@@ -329,7 +353,7 @@ def test_cli_init_from_local_directory_copies_model_and_tokenizer(tmp_path, caps
     assert AutoTokenizer.from_pretrained(tmp_path / "out")("cat dog").input_ids == [5, 6]
 
 
-@pytest.mark.slow  # subprocesses: each pays the ~4 s transformers import
+@pytest.mark.slow  # subprocesses, each importing transformers
 def test_cli_hub_id_offline_fails_with_one_line(tmp_path):
     failed = run_cli(
         "init", "--from", "facebook/opt-125m", "--output", str(tmp_path / "x"), env={"HF_HOME": str(tmp_path / "hf")}
