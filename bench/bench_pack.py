@@ -1,213 +1,91 @@
-"""Pack throughput against the raw Rust tokenizer on the same text and the same cores (not a test).
+"""Packing: the pipeline's tokenize-and-pack against the raw Rust tokenizer on the same text and cores (not a test).
 
-    .venv/bin/python bench/bench_pack.py [--cores 2] [--max-mb 40] [--copies 1] [--repeats 5] [--task-cpus 1] [--java-options=...]
+    .venv/bin/python bench/bench_pack.py [--scale 3] [--cores 2] [--seq-len 2048] [--work DIR]
 
-The corpus is this interpreter's standard library (``.py`` files, kind ``code``) plus the ``pydoc_data`` topics (kind
-``text``), written once to Parquet as the pipeline writes ``cleaned/``: one file per task of its last pass (4 per core),
-so Spark reads it with every core, as ``pack_corpus`` reads a real ``cleaned/``. The baseline is what the tokenizer
-alone does with all the cores: ``encode_batch_fast`` over 1024-document batches with its own Rust thread pool
-(RAYON_NUM_THREADS = cores), ids taken out to Python as any consumer must. The pack job is ``pack_corpus`` on a
-local[cores] Spark session, all of it timed: load and save the tokenizer, read, seeded shuffle into shards, sort,
-tokenize, pack, write Parquet shards and the manifest. Spark and its Python workers are warmed first by the same
-query on 200 of the documents, so the figure is the steady state of a pipeline, not JVM start-up. The per-run costs
-that do not grow with the corpus (the driver building the tokenizer, planning, one Python task per shard) stay in;
-on this 32 MB corpus they are most of the gap that remains (the last line measures them).
+Both sides read the same JSONL files (``bench/common.py``; ``--scale 3`` is about 40 MB) and each is a cold process
+of its own, timed around the process (CPU seconds and peak RSS of its process tree).
 
-Two ratios are printed. Wall clock is the target's measure, but on a shared machine other tenants' load drifts
-between runs (the same raw run measured 10.1 to 13.5 CPU s in one hour here), so raw and pack runs alternate
-(``--repeats``): the best of each counts, and the median ratio of adjacent pairs is shown too. CPU time (all threads of
-the driver, the JVM and its Python workers) measures the work each side does, which that load barely moves.
+* ours: ``python -m spark_jobs.pipeline --stages pack --seq-len N --master local[CORES]``: ingestion, the seeded
+  shuffle into shards, tokenize, pack into sequences of exactly N tokens, Parquet shards, ``manifest.json`` and
+  ``report.json``; Spark's start-up included, as a user meets it;
+* reference: what the tokenizer alone does with all the cores: read the texts, then ``encode_batch_fast`` over
+  1024-document batches with its own Rust thread pool (``RAYON_NUM_THREADS`` = cores), the ids taken out to Python,
+  nothing written. Same tokenizer (``slm_common.tokenizer.load_tokenizer``, the pipeline's default), with
+  ``encode_special_tokens`` on and no special tokens added, as the packer encodes.
 
-A last line separates the per-run constant, measured as the same pack of the shortest documents, from the work that
-grows with the corpus: the ratio without it is what a corpus much larger than 32 MB approaches.
+The two token counts must agree (ours without the BOS/EOS it adds per document).
 """
 
 from __future__ import annotations
 
 import argparse
-import os
-import statistics
+import json
 import sys
-import sysconfig
 import tempfile
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-os.environ.setdefault("SLM_SPARK_UI", "0")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import pyarrow as pa  # noqa: E402
-import pyarrow.compute as pc  # noqa: E402
-import pyarrow.parquet as pq  # noqa: E402
+from common import HEADER, ROOT, corpus, describe, measure, pipeline, row  # noqa: E402
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from slm_common.tokenizer import load_tokenizer  # noqa: E402
-from spark_jobs.config import LOCAL_JAVA_OPTIONS, PipelineConfig  # noqa: E402
-from spark_jobs.documents import KIND_CODE, KIND_TEXT, arrow_schema, doc_schema  # noqa: E402
-from spark_jobs.pack import pack_corpus  # noqa: E402
-from spark_jobs.session import ARROW_BATCH_ROWS, get_spark  # noqa: E402
-
-if TYPE_CHECKING:
-    from tokenizers import Tokenizer
-
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+BATCH = 1024
 
 
-def corpus(max_bytes: int) -> list[dict]:
-    """Pydoc topics and stdlib sources as doc_schema rows, in a fixed order, up to ``max_bytes`` of UTF-8."""
-    import pydoc_data.topics
+def reference(paths: list[str]) -> None:
+    """Tokenize every text with the bare Rust tokenizer; print tokens and seconds as the last line (JSON)."""
+    start = time.perf_counter()
+    sys.path.insert(0, str(ROOT))
+    from slm_common.tokenizer import load_tokenizer
 
-    stdlib = Path(sysconfig.get_paths()["stdlib"])
-    docs = [(f"pydoc:{name}", text, KIND_TEXT) for name, text in sorted(pydoc_data.topics.topics.items())]
-    docs += [
-        (str(path), path.read_text(encoding="utf-8", errors="replace"), KIND_CODE)
-        for path in sorted(stdlib.rglob("*.py"))
-        if "site-packages" not in path.parts
-    ]
-    rows, size = [], 0
-    for i, (source, text, kind) in enumerate(docs):
-        size += len(text.encode())
-        if size > max_bytes:
-            break
-        rows.append({"doc_id": i, "text": text, "kind": kind, "source": source})
-    return rows
-
-
-def tree_cpu_seconds(root_pid: int) -> float:
-    """User + system CPU of a process and all its descendants, live or reaped (the JVM and its Python workers)."""
-    stats = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:  # exited while we looked
-                continue
-            stats[int(entry)] = (int(fields[1]), sum(int(f) for f in fields[11:15]))  # ppid, u+s+cu+cs
-    children: dict[int, list[int]] = {}
-    for pid, (ppid, _) in stats.items():
-        children.setdefault(ppid, []).append(pid)
-    total, todo = 0, [root_pid]
-    while todo:
-        pid = todo.pop()
-        total += stats.get(pid, (0, 0))[1]
-        todo += children.get(pid, [])
-    return total / CLOCK_TICKS
-
-
-def raw_tokenizer(tok: Tokenizer, texts: list[str]) -> tuple[int, float, float]:
-    """Tokens, wall seconds and CPU seconds for the bare tokenizer with its own thread pool.
-
-    One tokenizer serves every repeat, as each pack worker keeps its own. A new one per repeat made the process slower
-    run after run, which flattered the pack: five one-thread runs over half the corpus took 5.5 -> 6.6 s and, in a
-    slower hour, 7.9 -> 9.9 s with a new tokenizer each, against 5.1-5.4 s and 6.1-7.2 s with one kept.
-    """
-    wall, cpu, tokens = time.perf_counter(), time.process_time(), 0
-    for i in range(0, len(texts), ARROW_BATCH_ROWS):
-        batch = texts[i : i + ARROW_BATCH_ROWS]
-        tokens += sum(len(e.ids) for e in tok.encode_batch_fast(batch, add_special_tokens=False))
-    return tokens, time.perf_counter() - wall, time.process_time() - cpu
+    tok = load_tokenizer().backend_tokenizer
+    tok.encode_special_tokens = True
+    texts = [json.loads(line)["text"] for path in paths for line in Path(path).open(encoding="utf-8")]
+    ready = time.perf_counter()
+    tokens = 0
+    for i in range(0, len(texts), BATCH):
+        tokens += sum(len(e.ids) for e in tok.encode_batch_fast(texts[i : i + BATCH], add_special_tokens=False))
+    done = time.perf_counter()
+    print(json.dumps({"tokens": tokens, "setup_s": ready - start, "encode_s": done - ready}))
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--scale", type=int, default=3, help="demo corpus scale (3: about 40 MB; 1: about 2 MB)")
     p.add_argument("--cores", type=int, default=2)
-    p.add_argument("--max-mb", type=float, default=40.0, help="corpus size cap (the stdlib is about 32 MB)")
-    p.add_argument(
-        "--copies",
-        type=int,
-        default=1,
-        help="repeat the corpus (new doc ids) for a larger run: about 1 s of the "
-        "pack's time is per run (tokenizer save, one task per shard), which a 32 MB corpus does not amortise",
-    )
-    p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--seq-len", type=int, default=2048)
-    p.add_argument(
-        "--task-cpus",
-        type=int,
-        default=1,
-        help="spark.task.cpus: tokenizer threads per shard task (more with fewer shards than slots)",
-    )
-    p.add_argument("--java-options", default=LOCAL_JAVA_OPTIONS, help="driver JVM options ('' for HotSpot's defaults)")
+    p.add_argument("--work", type=Path, help="work directory (default: a new temporary one)")
+    p.add_argument("--reference", nargs="+", help=argparse.SUPPRESS)
     args = p.parse_args()
-    os.environ["PYSPARK_SUBMIT_ARGS"] = f"--conf spark.task.cpus={args.task_cpus} pyspark-shell"
-    os.environ["RAYON_NUM_THREADS"] = str(args.cores)  # read when the Rust thread pool starts: set it first
+    if args.reference:
+        return reference(args.reference)
 
-    base = corpus(int(args.max_mb * 1e6))
-    rows = [{**r, "doc_id": r["doc_id"] + k * len(base)} for k in range(args.copies) for r in base]
-    mb = sum(len(r["text"].encode()) for r in rows) / 1e6
-    work = Path(tempfile.mkdtemp(prefix="bench-pack-"))
-    table = pa.Table.from_pylist(rows, schema=arrow_schema(doc_schema()))
-    files = 4 * args.cores  # spark.default.parallelism (spark_jobs.session): a single row group would be one task
-    shortest = table.take(pc.sort_indices(pc.utf8_length(table.column("text")))[: 2 * files])
-    for name, part_rows in (
-        ("cleaned", table),
-        ("warmup-cleaned", table.slice(0, 200)),
-        ("constant-cleaned", shortest),
-    ):
-        (work / name).mkdir()
-        for part in range(files):
-            start, stop = part * len(part_rows) // files, (part + 1) * len(part_rows) // files
-            pq.write_table(part_rows.slice(start, stop - start), work / name / f"part-{part:05d}.parquet")
-    print(
-        f"corpus: {len(rows):,} documents, {mb:.1f} MB (stdlib .py + pydoc topics, {args.copies} cop"
-        f"{'y' if args.copies == 1 else 'ies'}); load average {os.getloadavg()}"
-    )
+    work = args.work or Path(tempfile.mkdtemp(prefix="bench-pack-"))
+    work.mkdir(parents=True, exist_ok=True)
+    paths = corpus(work, args.scale)
+    print(f"corpus: {describe(paths)}; work dir {work}")
+    cmd = pipeline(paths, work / "ours", "pack", args.cores, "--seq-len", str(args.seq_len))
+    ours = measure(cmd, work / "ours.log")
+    report = json.loads((work / "ours" / "report.json").read_text())
+    pack = report["stages"]["pack"]
+    ours_tokens = pack["tokens"] + pack["dropped_tokens"] - 2 * pack["documents"]
+    env = {"RAYON_NUM_THREADS": str(args.cores), "TOKENIZERS_PARALLELISM": "true"}
+    ref = measure([sys.executable, __file__, "--reference", *paths], work / "ref.log", env)
+    detail = json.loads((work / "ref.log").read_text().strip().splitlines()[-1])
 
-    spark = get_spark(master=f"local[{args.cores}]", app_name="bench-pack", ui=False, java_options=args.java_options)
-    jvm_pid = spark.sparkContext._gateway.proc.pid
-    cleaned = spark.read.parquet(str(work / "cleaned"))
-    cfg = PipelineConfig(input=[str(work)], output=str(work), seq_len=args.seq_len)
-    # The same query on 200 documents: starts the Python workers, loads their tokenizer, compiles the query's code.
-    pack_corpus(spark.read.parquet(str(work / "warmup-cleaned")), cfg, str(work / "warmup"))
-    # Warm, the same pack of the shortest documents (two per file) measures the per-run cost that does not grow with
-    # the corpus: planning, the tokenizer, a task per shard.
-    constant = float("inf")
-    for _ in range(3):
-        start = time.perf_counter()
-        pack_corpus(spark.read.parquet(str(work / "constant-cleaned")), cfg, str(work / "constant"))
-        constant = min(constant, time.perf_counter() - start)
-
-    texts = [r["text"] for r in rows]
-    os.environ["TOKENIZERS_PARALLELISM"] = "true"
-    tok = load_tokenizer().backend_tokenizer
-    tok.encode_special_tokens = True  # as the packer encodes
-    raw = pack = (float("inf"), float("inf"))
-    pair_ratios = []
-    for repeat in range(args.repeats):
-        raw_tokens, raw_wall, raw_cpu = raw_tokenizer(tok, texts)
-        raw = min(raw, (raw_wall, raw_cpu))
-        wall, cpu = time.perf_counter(), time.process_time() + tree_cpu_seconds(jvm_pid)
-        summary = pack_corpus(cleaned, cfg, str(work / "packed"))
-        wall, cpu = time.perf_counter() - wall, time.process_time() + tree_cpu_seconds(jvm_pid) - cpu
-        pack = min(pack, (wall, cpu))
-        pair_ratios.append(raw_wall / wall)
-        print(
-            f"pair {repeat + 1}: raw {raw_wall:.2f} s ({raw_cpu:.2f} CPU s), pack {wall:.2f} s ({cpu:.2f} CPU s): "
-            f"{raw_wall / wall:.1%}"
-        )
-    tokens = summary["tokens"] + summary["dropped_tokens"] - 2 * summary["documents"]  # without BOS/EOS
-    assert tokens == raw_tokens, (tokens, raw_tokens)
-
-    spark_name = f"spark local[{args.cores}], task.cpus {args.task_cpus}"
-    for name, (wall, cpu) in (("raw tokenizer", raw), (spark_name, pack)):
-        print(
-            f"{name}: {tokens:,} tokens in {wall:.2f} s wall = {tokens / wall:,.0f} tokens/s "
-            f"= {tokens / wall / args.cores:,.0f} tokens/s/core ({mb / wall:.2f} MB/s); "
-            f"{cpu:.2f} CPU s = {tokens / cpu:,.0f} tokens per CPU second"
-        )
-    print(
-        f"pack / raw: {raw[0] / pack[0]:.1%} of the raw tokenizer's wall-clock throughput, best against best "
-        f"(target >= 85%); median of the adjacent pairs {statistics.median(pair_ratios):.1%}; "
-        f"{raw[1] / pack[1]:.1%} of its CPU efficiency; load average {os.getloadavg()}"
-    )
-    print(
-        f"per-run constant (the same pack of the {2 * files} shortest documents, best of 3): {constant:.2f} s; "
-        f"without it, the pack's best run is {raw[0] / (pack[0] - constant):.1%} of the raw tokenizer's best: "
-        "the ratio a much larger corpus approaches"
-    )
-    spark.stop()
+    print(HEADER)
+    print(row(f"ours, Spark local[{args.cores}]", ours, f"{pack['sequences']:,} sequences of {args.seq_len}; "
+              f"{report['seconds']:.1f} s of it in the run after Spark's start (report.json)"))  # fmt: skip
+    print(row(f"reference, {args.cores} Rust threads", ref, f"{detail['encode_s']:.1f} s encoding after "
+              f"{detail['setup_s']:.1f} s loading the tokenizer and the texts"))  # fmt: skip
+    same = "equal" if ours_tokens == detail["tokens"] else f"DIFFER: ours {ours_tokens:,}"
+    print(f"tokens: {detail['tokens']:,} ({same})")
+    for name, m in (("ours", ours), ("reference", ref)):
+        print(f"{name:>9}: {detail['tokens'] / m['seconds']:,.0f} tokens/s over the whole process, "
+              f"{detail['tokens'] / m['seconds'] / args.cores:,.0f} per core")  # fmt: skip
+    print(f"ours / reference throughput: {ref['seconds'] / ours['seconds']:.1%} (wall clock), "
+          f"{ref['cpu_s'] / ours['cpu_s']:.1%} (CPU seconds); against the reference's encoding alone: "
+          f"{detail['encode_s'] / ours['seconds']:.1%}")  # fmt: skip
 
 
 if __name__ == "__main__":
