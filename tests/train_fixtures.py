@@ -15,11 +15,13 @@ from slm_common.tokenizer import OFFLINE_TOKENIZER, load_tokenizer
 
 TOKEN_POOL = 512
 """Sequences draw from this many token ids with Zipf frequencies, so even a tiny model's loss falls fast."""
+FIRST_TOKEN = 10
+"""The pool's lowest id: the pool is ``FIRST_TOKEN .. FIRST_TOKEN + TOKEN_POOL - 1``, clear of the special tokens."""
 
 
 def _sequences(rng: np.random.Generator, count: int, seq_len: int) -> np.ndarray:
     weights = 1.0 / np.arange(1, TOKEN_POOL + 1)
-    ids = rng.choice(TOKEN_POOL, size=(count, seq_len), p=weights / weights.sum()) + 10
+    ids = rng.choice(TOKEN_POOL, size=(count, seq_len), p=weights / weights.sum()) + FIRST_TOKEN
     return ids.astype(np.int32)
 
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from tests.train_fixtures import write_packed
+from tests.train_fixtures import FIRST_TOKEN, TOKEN_POOL, write_packed
 from train.data import GlobalOrder, ShardIndex
 
 pytestmark = pytest.mark.slow
@@ -28,6 +28,7 @@ ROOT = Path(__file__).resolve().parents[2]
 ACCELERATE = Path(sys.executable).parent / "accelerate"
 TINY = "num_hidden_layers=2,hidden_size=64,ffn_dim=128,num_attention_heads=4"
 BATCH, ACCUM, STEPS, SEED = 4, 2, 40, 0
+SYNC_STEPS = 6
 # One thread per process: two ranks on two cores do not fight, and runs compared bitwise use the same kernels.
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
 
@@ -107,9 +108,18 @@ def test_single_process_run(reference: Path) -> None:
 
     from transformers import pipeline
 
+    # The exported model generates: five new tokens after the prompt, all from the training data's token pool
+    # (an untrained model's greedy picks range over the whole vocabulary).
     generator = pipeline("text-generation", model=str(reference / "final"), device="cpu")
-    out = generator("The quick brown fox", max_new_tokens=5, do_sample=False)
-    assert out[0]["generated_text"].startswith("The quick brown fox")
+    prompt = "The quick brown fox"
+    prompt_ids = generator.tokenizer(prompt).input_ids
+    settings: dict[str, Any] = dict(max_new_tokens=5, min_new_tokens=5, do_sample=False)
+    ids = generator(prompt, return_tensors=True, **settings)[0]["generated_token_ids"]
+    assert ids[: len(prompt_ids)] == prompt_ids
+    new = ids[len(prompt_ids) :]
+    assert len(new) == 5 and all(FIRST_TOKEN <= t < FIRST_TOKEN + TOKEN_POOL for t in new), new
+    continuation = generator(prompt, return_full_text=False, **settings)[0]["generated_text"]
+    assert continuation and continuation == generator.tokenizer.decode(new)
 
 
 def test_kill_and_resume_matches_uninterrupted(packed: Path, reference: Path, tmp_path: Path) -> None:
@@ -144,6 +154,63 @@ def test_two_processes_read_disjoint_data(packed: Path, reference: Path, tmp_pat
     assert metrics[-1]["loss"] < metrics[0]["loss"] - 1.0
     assert all(m["mfu"] > 0 for m in metrics)  # --peak-tflops stands in for a GPU's peak on CPU
     assert (tmp_path / "final" / "model.safetensors").is_file()
+
+
+def sync_args(packed: Path, run: Path, batch: int) -> list[str]:
+    """A short run with a deterministic model: without dropout, weights depend only on data, init and arithmetic."""
+    return [
+        "--data", str(packed), "--model", "preset:opt-125m", "--model-overrides", f"{TINY},dropout=0.0",
+        "--output", str(run), "--max-steps", str(SYNC_STEPS), "--batch-size", str(batch), "--grad-accum", "1",
+        "--lr", "3e-3", "--warmup-steps", "2", "--eval-every", "0", "--save-every", "0", "--log-every", "1",
+        "--num-workers", "0", "--seed", str(SEED), "--report-to", "none", "--debug-log-data",
+    ]  # fmt: skip
+
+
+def test_two_processes_train_like_one_process_on_the_global_batch(packed: Path, tmp_path: Path) -> None:
+    """Two gloo processes with batch 4 end with the weights of one process with batch 8 on the same global batches.
+
+    The batches match in the default (shuffled) order: the order is a function of the seed alone, and rank ``r`` of
+    ``W`` reads positions ``r, r + W, ...`` of each global batch, so ranks 0 and 1 together read exactly the 8
+    positions the single process reads at each step. Every sequence has the same number of labels, so the mean of
+    the two ranks' mean losses is the 8-sequence mean loss, and synchronised gradients are the 8-sequence gradients.
+    Dropout is off because its masks are drawn per rank. The weights are compared against how far training moved
+    them, so that the test cannot pass by training too little to tell the runs apart.
+    """
+    from safetensors.torch import load_file
+
+    one, two = tmp_path / "one", tmp_path / "two"
+    python_train(sync_args(packed, one, batch=8))
+    accelerate_train(sync_args(packed, two, batch=4))
+    assert global_stream(two, world=2) == global_stream(one, world=1)
+    losses = {run: [m["loss"] for m in read_jsonl(run / "metrics.jsonl")] for run in (one, two)}
+    assert len(losses[one]) == SYNC_STEPS
+    assert losses[two] == pytest.approx(losses[one], rel=1e-4)
+
+    initial = initial_weights(f"{TINY},dropout=0.0", packed)
+    single, pair = load_file(one / "final" / "model.safetensors"), load_file(two / "final" / "model.safetensors")
+    assert single.keys() == pair.keys()
+    for name in single:
+        moved = (single[name] - initial[name]).norm().item()
+        assert moved > 0, f"{name} did not train"
+        if name.endswith("k_proj.bias"):
+            # Its exact gradient is zero (softmax ignores a shift shared by all of a query's scores), so Adam's
+            # updates of it are normalised rounding noise, which differs with the order of the sums.
+            continue
+        assert (pair[name] - single[name]).norm().item() <= 1e-3 * moved, name
+
+
+def initial_weights(overrides: str, packed: Path) -> dict[str, Any]:
+    """The weights a run of ``train`` starts from (same seed, preset and special ids), to measure how far it moved."""
+    from accelerate.utils import set_seed
+
+    from train.config import parse_overrides
+    from train.loop import special_ids
+    from train.model import build_model
+
+    set_seed(SEED)
+    manifest = json.loads((packed / "manifest.json").read_text())
+    model = build_model("preset:opt-125m", parse_overrides(overrides), special_ids(manifest))
+    return {name: tensor.detach().clone() for name, tensor in model.state_dict().items()}
 
 
 def test_resume_on_more_processes(packed: Path, reference: Path, tmp_path: Path) -> None:
