@@ -7,23 +7,19 @@ A document row: ``doc_id``, ``text``, ``kind`` ('text' or 'code'), ``source`` (f
 without one it is a 64-bit hash of (source, row position), which no partitioning or core count can change. Stages
 treat it as an opaque value that Spark can order ("keep the smallest doc_id").
 
-A stage *annotates*: it returns every input row with three more columns, ``reason``, ``rule`` and
-``duplicate_of``, null for kept rows, so no document can vanish between stages. Two kinds of stage make that cheap
-in the pipeline: a :class:`RowStage` (filter, language ID) decides each row alone, so the pipeline runs it inside
-ingestion's Python pass and writes one annotated copy for all of them; a :class:`DedupStage` (exact and near dedup)
-decides from many rows at once and returns only its *removals* (``doc_id``, ``reason``, ``rule``,
-``duplicate_of``), a small table the pipeline writes and joins back (:func:`apply_removals`) instead of copying
-every document once per stage.
+A removal is *annotated*: ``reason``, ``rule`` and ``duplicate_of`` (null for kept rows), so no document can vanish
+between stages. Row stages annotate every row in ingestion's pass; corpus stages return only their removals, a
+small table joined back (:func:`apply_removals`) instead of a copy of every document per stage
+(:mod:`spark_jobs.stage`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Protocol
 
 import pyarrow as pa
 import xxhash
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
@@ -94,50 +90,10 @@ def arrow_schema(schema: T.StructType) -> pa.Schema:
     return to_arrow_schema(schema)
 
 
-class Stage(Protocol):
-    """One step of the cleaning pipeline (filter, langid, exact_dedup, near_dedup)."""
-
-    name: str
-    reasons: tuple[str, ...]
-    """The removal reasons this stage gives (its share of ``removed_by_reason``)."""
-
-    def annotate(self, docs: DataFrame, cfg: Any) -> DataFrame:
-        """Every row of ``docs`` with ``reason``/``rule``/``duplicate_of`` added (null when kept); lazily."""
-        ...
-
-    def report(self, annotated: DataFrame, cfg: Any) -> dict[str, Any]:
-        """Extra report.json entries computed from the *written* annotated output (counts are the pipeline's)."""
-        ...
-
-
-class RowStage(Stage, Protocol):
-    """A stage that decides each document alone: its batch function can run in ingestion's pass."""
-
-    def batch_fn(self, spark: SparkSession, cfg: Any) -> Any:
-        """A picklable ``fn(batch) -> {column: values}`` giving ``reason``/``rule`` (and any columns it fills)."""
-        ...
-
-    def summary(self, counts: list[dict[str, Any]], cfg: Any) -> dict[str, Any]:
-        """:meth:`report` from the stage's ``spark_jobs.batches.group_counts`` (which the pipeline computes once
-        for all row stages)."""
-        ...
-
-
-class DedupStage(Stage, Protocol):
-    """A stage that decides from many documents at once; its output is the removals, not a copy of the documents."""
-
-    def removals(self, docs: DataFrame, cfg: Any) -> DataFrame:
-        """``doc_id``, ``reason``, ``rule``, ``duplicate_of`` of each removed document of ``docs`` (lazily)."""
-        ...
-
-    def summary(self, removals: DataFrame, docs: DataFrame, cfg: Any) -> dict[str, Any]:
-        """:meth:`report` from the stage's written ``removals`` and its input ``docs`` (reading only what it needs)."""
-        ...
-
-
 @dataclass(frozen=True)
 class Verdict:
-    """Why one document is removed: a reason from SPEC.md and the rule (with its measured value) that fired."""
+    """Why one document is removed: a reason (``too_short``, ``language``, ...) and the rule (with its measured value)
+    that fired."""
 
     reason: str
     rule: str

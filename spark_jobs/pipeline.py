@@ -1,25 +1,25 @@
-"""The data pipeline: ingest -> filter -> langid -> exact_dedup -> near_dedup -> pack, on Spark.
+"""The data pipeline: ingest, then the stages named by ``--stages`` (see :mod:`spark_jobs.stage`), on Spark.
 
 ``python -m spark_jobs.pipeline --input SRC [SRC ...] --output OUT [options]`` locally, or the same arguments after
 ``spark-submit [options] spark_jobs/submit.py`` on a cluster (the session then takes spark-submit's master).
 
-How the stages meet (see :mod:`spark_jobs.documents`):
+The run, top to bottom:
 
-* the *row stages* (filter, langid) decide each document alone, so they run inside ingestion's Python pass, with the
-  hash exact dedup needs: one pass over the text and one annotated copy, ``OUT/_stages/00-ingest+filter+langid/``;
-* each *dedup stage* reads the documents still kept and writes only its removals, ``OUT/_stages/NN-name/``;
-* ``cleaned/`` and ``removed/`` are the annotated copy joined with all removals, written once at the end.
+1. plan: validate every option, list the inputs (their fingerprint) and derive each stage's cache key;
+2. ingestion and the row stages, fused into one Python pass over the text that writes one annotated copy,
+   ``OUT/_stages/00-ingest+<row stages>/`` (with the row-local part of exact dedup, its hash);
+3. each corpus stage that removes documents reads what is still kept and writes its removals, ``OUT/_stages/NN-name/``;
+4. ``cleaned/`` and ``removed/``: the annotated copy joined with all removals, then the accounting check
+   (input documents = cleaned + removed);
+5. each stage that writes artifacts (pack) reads ``cleaned/`` and writes its directory (``OUT/packed/``);
+6. ``report.json``: per-stage documents and characters in and out and removals by reason and rule, all counted from
+   the removal annotations, plus what each stage's ``summary`` adds.
 
-Every stage directory carries a ``_stage.json`` marker with a key over the config and the stages up to it: rerunning
-the same command skips finished stages, and changing an option redoes the stages it can affect (for the fused row
-stages, all of them). Per-stage counts come from one aggregate of the annotated copy (each stage owns its removal
-reasons) and from each stage's removals. The run ends by checking the accounting identity: input documents =
-cleaned + removed.
+Every output directory is reused when its marker's key matches (:mod:`spark_jobs.cache`) and recomputed otherwise.
 """
 
 from __future__ import annotations
 
-import importlib
 import json
 import sys
 import time
@@ -32,65 +32,17 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from spark_jobs import storage
+from spark_jobs import cache, storage
 from spark_jobs.batches import CHARS, group_counts
-from spark_jobs.config import STAGE_OPTIONS, PipelineConfig
-from spark_jobs.documents import (
-    ANNOTATIONS,
-    DOC_COLUMNS,
-    REASON_INVALID,
-    DedupStage,
-    RowStage,
-    hint_small,
-)
-from spark_jobs.ingest import InputError, ingest
+from spark_jobs.config import PipelineConfig
+from spark_jobs.documents import ANNOTATIONS, DOC_COLUMNS, REASON_INVALID, hint_small
+from spark_jobs.ingest import IngestOptions, InputError, ingest, plan_sources
 from spark_jobs.session import get_spark
-
-STAGE_CLASSES = {
-    "filter": "spark_jobs.filters:FilterStage",
-    "langid": "spark_jobs.langid:LangIdStage",
-    "exact_dedup": "spark_jobs.dedup.exact:ExactDedupStage",
-    "near_dedup": "spark_jobs.dedup.near:NearDedupStage",
-}
+from spark_jobs.stage import CorpusStage, RowStage, StageView
 
 
-def load_stage(name: str) -> RowStage | DedupStage:
-    module, cls = STAGE_CLASSES[name].split(":")
-    return getattr(importlib.import_module(module), cls)()
-
-
-def split_stages(names: Sequence[str]) -> tuple[list[RowStage], list[DedupStage]]:
-    """The leading row stages and the dedup stages after them; a row stage after a dedup stage is refused, since
-    dedup must see the documents the filters keep."""
-    stages = [load_stage(name) for name in names]
-    rows = 0
-    while rows < len(stages) and hasattr(stages[rows], "batch_fn"):
-        rows += 1
-    late = [s.name for s in stages[rows:] if hasattr(s, "batch_fn")]
-    if late:
-        raise ValueError(f"--stages: {', '.join(late)} must come before the dedup stages")
-    return stages[:rows], stages[rows:]
-
-
-def stage_key(cfg: PipelineConfig, names: list[str]) -> str:
-    """Identity of a stage's output: the inputs, every stage up to it and the options those stages depend on."""
-    fields = [f for name in names for f in STAGE_OPTIONS[name]]
-    return f"{cfg.hash(*fields) if fields else ''}:{','.join(sorted(cfg.input))}:{'>'.join(names)}"
-
-
-def run_stage(
-    spark: SparkSession, out: str, name: str, key: str, build: Callable[[], DataFrame]
-) -> tuple[DataFrame, bool]:
-    """Write ``build()`` to ``OUT/_stages/name`` unless a marker with the same key is there; read it back."""
-    path = storage.join(out, "_stages", name)
-    marker = storage.join(path, "_stage.json")
-    if storage.exists(marker) and json.loads(storage.read_text(marker)).get("key") == key:
-        print(f"[{name}] up to date, reusing {path}")
-        return spark.read.parquet(storage.spark_path(path)), True
-    started = time.time()
-    written = write_parquet(build(), path)
-    storage.write_text(marker, json.dumps({"key": key, "seconds": round(time.time() - started, 2)}))
-    return written, False
+class AccountingError(RuntimeError):
+    """Documents were lost or counted twice between input and outputs: a bug in a stage, never in the data."""
 
 
 def write_parquet(df: DataFrame, path: str) -> DataFrame:
@@ -139,62 +91,57 @@ def seen_by(counts: list[dict[str, Any]], earlier: Sequence[str], own: Sequence[
 
 def run(cfg: PipelineConfig, spark: SparkSession | None = None) -> dict[str, Any]:
     """Run the configured stages and return the report (also written to ``OUT/report.json``)."""
+    started = time.time()
+    stages = cfg.stages_to_run()
+    rows = [(s, o) for s, o in stages if isinstance(s, RowStage)]
+    removers = [(s, o) for s, o in stages if isinstance(s, CorpusStage) and not s.artifacts]
+    writers = [(s, o) for s, o in stages if isinstance(s, CorpusStage) and s.artifacts]
     spark = spark or get_spark(
         cfg.master,
         shuffle_partitions=cfg.shuffle_partitions,
         driver_memory=cfg.driver_memory,
         java_options=cfg.driver_java_options,
     )
-    spark.sparkContext.setCheckpointDir(storage.spark_path(storage.join(cfg.output, "_checkpoints")))
     out = cfg.output
-    started = time.time()
+    spark.sparkContext.setCheckpointDir(storage.spark_path(storage.join(out, "_checkpoints")))
+    storage.remove(storage.join(out, "report.json"))
+    ingest_opts = cfg.options(IngestOptions)
+    sources = plan_sources(cfg.input, ingest_opts)
     report: dict[str, Any] = {"config": cfg.to_dict(), "stages": {}}
-    row_stages, dedup_stages = split_stages([s for s in cfg.stage_list if s != "pack"])
 
-    # Ingestion and the row stages, in one pass; with the row-local part of a dedup stage (exact dedup's hash).
-    names = ["ingest", *(s.name for s in row_stages)]
-    preps = [s for s in dedup_stages if hasattr(s, "row_prep")]
-    steps = [s.batch_fn(spark, cfg) for s in row_stages] + [s.row_prep for s in preps]
-    extra_fields = [T.StructField(CHARS, T.LongType(), False), *(field for s in preps for field in s.row_fields)]
-    raw, report["input"] = ingest(spark, cfg, steps, extra_fields)
-    annotated, row_reused = run_stage(
-        spark,
-        out,
-        f"00-{'+'.join(names)}",
-        stage_key(cfg, names),  # a reused copy without the preps' columns is fine: their stages compute them then
-        lambda: raw,
-    )
+    # Ingestion and the row stages, in one pass; with the row-local part of the corpus stages (exact dedup's hash).
+    key = cache.key("ingest", cache.code_version(), sources.fingerprint, cache.options_key(ingest_opts))
+    for stage, opts in rows:
+        key = cache.key(key, stage.name, cache.options_key(opts))
+    steps = [s.batch_fn(o, spark) for s, o in rows] + [s.row_prep for s, _ in removers if s.row_prep]
+    extra_fields = [T.StructField(CHARS, T.LongType(), False), *(f for s, _ in removers for f in s.row_fields)]
+    raw, report["input"] = ingest(spark, sources, ingest_opts, steps, extra_fields)
+    fused = "+".join(["ingest", *(s.name for s, _ in rows)])
+    annotated, _, row_reused = cached(spark, stage_dir(out, f"00-{fused}"), key, lambda: (raw, {}))
+
     # From here on, the reports' small aggregates and the final writes run on a thread pool while the driver goes on:
     # each is a few short Spark jobs whose scheduling latency would otherwise add up one after another.
     with ThreadPoolExecutor(max_workers=4, thread_name_prefix="pipeline") as pool:
         counts_job = pool.submit(group_counts, annotated)
 
-        # Dedup stages: each reads what is still kept and writes its removals.
+        # Corpus stages that remove documents: each reads what is still kept and writes its removals.
         kept = annotated.where(F.col("reason").isNull()).drop(*ANNOTATIONS)
         removals: list[tuple[DataFrame, int]] = []
-        dedup_jobs = []
-        for index, stage in enumerate(dedup_stages, start=1):
-            names.append(stage.name)
+        remover_jobs = []
+        for index, (stage, opts) in enumerate(removers, start=1):
+            key = cache.key(key, stage.name, cache.options_key(opts))
             docs = kept.join(union(removals), "doc_id", "left_anti") if removals else kept
-            directory = f"{index:02d}-{stage.name}"
-            found, reused = run_stage(
-                spark,
-                out,
-                directory,
-                stage_key(cfg, names),
-                lambda stage=stage, docs=docs: stage.removals(docs, cfg),
+            directory = stage_dir(out, f"{index:02d}-{stage.name}")
+            found, stats, reused = cached(
+                spark, directory, key, lambda s=stage, o=opts, d=docs, p=directory: stage_removals(s, d, o, p)
             )
-            count = storage.parquet_rows(storage.join(out, "_stages", directory))
+            count = storage.parquet_rows(directory)
             found = hint_small(found, count)
             missing = [name for name in ("kind", "lang", CHARS) if name not in found.columns]
             counted = found.join(annotated.select("doc_id", *missing), "doc_id") if missing else found
-            dedup_jobs.append(
-                (
-                    stage,
-                    reused,
-                    pool.submit(group_counts, counted),
-                    pool.submit(stage.summary, found, docs.select(*DOC_COLUMNS), cfg),
-                )
+            view = StageView(removals=found, docs=docs.select(*DOC_COLUMNS), directory=directory, stats=stats)
+            remover_jobs.append(
+                (stage, reused, pool.submit(group_counts, counted), pool.submit(stage.summary, view, opts))
             )
             removals.append((found, count))
 
@@ -208,41 +155,84 @@ def run(cfg: PipelineConfig, spark: SparkSession | None = None) -> dict[str, Any
                 *DOC_COLUMNS, *(F.coalesce(F.col(c), F.col(f"_{c}")).alias(c) for c in ANNOTATIONS)
             )
         cleaned_path, removed_path = storage.join(out, "cleaned"), storage.join(out, "removed")
-        cleaned_job = pool.submit(write_parquet, cleaned, cleaned_path)
-        removed_job = pool.submit(write_parquet, removed.where(F.col("reason").isNotNull()), removed_path)
+        cleaned_job = pool.submit(cached, spark, cleaned_path, key, lambda: (cleaned, {}))
+        removed_job = pool.submit(
+            cached, spark, removed_path, key, lambda: (removed.where(F.col("reason").isNotNull()), {})
+        )
 
         counts = counts_job.result()
-        owners = [("ingest", (REASON_INVALID,)), *((s.name, s.reasons) for s in row_stages)]
+        owners = [("ingest", (REASON_INVALID,)), *((s.name, s.reasons) for s, _ in rows)]
         stats = flows(counts, owners, sum(r["docs"] for r in counts), sum(r["chars"] for r in counts))
         report["stages"]["ingest"] = {**stats["ingest"], "reused": row_reused}
         earlier = [REASON_INVALID]
-        for stage in row_stages:
-            summary = stage.summary(seen_by(counts, earlier, stage.reasons), cfg)
+        for stage, opts in rows:
+            summary = stage.summary(StageView(counts=seen_by(counts, earlier, stage.reasons)), opts)
             report["stages"][stage.name] = {**stats[stage.name], **summary, "reused": row_reused}
             earlier += stage.reasons
-        flow = stats[owners[-1][0]]  # what the last row stage kept goes into the first dedup stage
-        for stage, reused, stage_counts, stage_summary in dedup_jobs:
+        flow = stats[owners[-1][0]]  # what the last row stage kept goes into the first corpus stage
+        for stage, reused, stage_counts, stage_summary in remover_jobs:
             owner = [(stage.name, stage.reasons)]
             flow = flows(stage_counts.result(), owner, flow["docs_out"], flow["chars_out"])[stage.name]
             report["stages"][stage.name] = {**flow, **stage_summary.result(), "reused": reused}
-        cleaned = cleaned_job.result()
+        cleaned = cleaned_job.result()[0]
         removed_job.result()
 
     n_input = report["stages"]["ingest"]["docs_in"]
     n_cleaned, n_removed = storage.parquet_rows(cleaned_path), storage.parquet_rows(removed_path)
     report["accounting"] = {"input": n_input, "cleaned": n_cleaned, "removed": n_removed}
     if n_input != n_cleaned + n_removed:
-        raise AssertionError(
-            f"accounting identity broken: input {n_input} != cleaned {n_cleaned} + removed {n_removed}"
+        for path in (cleaned_path, removed_path):
+            cache.invalidate(path)
+        raise AccountingError(
+            f"accounting identity broken: input {n_input} != cleaned {n_cleaned} + removed {n_removed} "
+            f"(stages {cfg.stages}); cleaned/ and removed/ are not valid"
         )
 
-    if "pack" in cfg.stage_list:
-        from spark_jobs.pack import pack_corpus
-
-        report["stages"]["pack"] = pack_corpus(cleaned, cfg, storage.join(out, "packed"))
+    # Stages that write artifacts from the cleaned corpus.
+    for stage, opts in writers:
+        key = cache.key(key, stage.name, cache.options_key(opts))
+        directory = storage.join(out, stage.artifacts)
+        marker = cache.finished(directory, key)
+        if marker is None:
+            cache.invalidate(directory)
+            stage.run(cleaned, opts, directory)
+            cache.mark_finished(directory, key)
+        else:
+            print(f"[{stage.name}] up to date, reusing {directory}")
+        summary = stage.summary(StageView(docs=cleaned, directory=directory), opts)
+        report["stages"][stage.name] = {**summary, "reused": marker is not None}
     report["seconds"] = round(time.time() - started, 2)
     storage.write_text(storage.join(out, "report.json"), json.dumps(report, indent=2, default=str))
     return report
+
+
+def stage_dir(out: str, name: str) -> str:
+    return storage.join(out, "_stages", name)
+
+
+def stage_removals(stage: CorpusStage, docs: DataFrame, opts: Any, directory: str) -> tuple[DataFrame, dict[str, Any]]:
+    """A removing stage's removals and what it measured on the way."""
+    result = stage.run(docs, opts, directory)
+    if result.removals is None:
+        raise TypeError(f"stage {stage.name} removes documents but returned no removals")
+    return result.removals, result.stats
+
+
+def cached(
+    spark: SparkSession, directory: str, key: str, compute: Callable[[], tuple[DataFrame, dict[str, Any]]]
+) -> tuple[DataFrame, dict[str, Any], bool]:
+    """The Parquet output of ``directory`` and the facts measured while computing it, reused when its marker has
+    ``key``, else computed (``compute``), written and marked; and whether it was reused."""
+    marker = cache.finished(directory, key)
+    if marker is not None:
+        print(f"[{directory.rsplit('/', 1)[-1]}] up to date, reusing {directory}")
+        return spark.read.parquet(storage.spark_path(directory)), marker.get("stats", {}), True
+    cache.invalidate(directory)
+    started = time.time()
+    frame, stats = compute()
+    written = write_parquet(frame, directory)
+    cache.mark_finished(directory, key, stats=stats, seconds=round(time.time() - started, 2))
+    return written, stats, False
 
 
 def union(removals: Sequence[tuple[DataFrame, int]]) -> DataFrame:

@@ -13,10 +13,23 @@ import sys
 
 from pyspark.sql import SparkSession
 
-from spark_jobs.config import LOCAL_JAVA_OPTIONS
-
 ARROW_BATCH_ROWS = 1024
 """Rows per Arrow batch handed to a stage; documents can be large, so keep batches modest (memory is per batch)."""
+
+
+LOCAL_JAVA_OPTIONS = "-XX:TieredStopAtLevel=1 -XX:ReservedCodeCacheSize=240m -XX:G1HeapRegionSize=32m"
+"""JVM options of a local run's driver, the one JVM that then does all of Spark's work.
+
+Only the quick (C1) JIT compiler: Spark generates and compiles code for every query, and in a local run on a few
+cores HotSpot's optimising (C2) compiler threads take cores from the Python workers, which do most of this pipeline's
+work. A long local run whose time goes to the JVM itself (big shuffles, sorts) may prefer ``""``: C2's code is faster
+once compiled. Without tiered compilation HotSpot reserves only 48 MB for compiled code, which a long session fills
+("CodeCache is full. Compiler has been disabled", then the JVM fails), so the cache keeps the tiered default, 240 MB.
+
+G1 regions of 32 MB (HotSpot picks 2 MB for a 4 GB heap): G1 treats every array of half a region or more as
+"humongous", and each humongous allocation may start a concurrent marking cycle. Documents are large strings, so
+Parquet's column vectors and the rows of a big file are such arrays. docs/benchmarks.md has the measurements.
+"""
 
 
 def launched_by_spark_submit() -> bool:

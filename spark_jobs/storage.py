@@ -75,3 +75,10 @@ def parquet_rows(uri: str) -> int:
 
     fs, path = resolve(uri)
     return ds.dataset(path, filesystem=fs, format="parquet").count_rows()
+
+
+def remove(uri: str) -> None:
+    """Delete a file if it is there."""
+    fs, path = resolve(uri)
+    if fs.get_file_info(path).type != pafs.FileType.NotFound:
+        fs.delete_file(path)

@@ -4,7 +4,7 @@ Each text is normalised (``" ".join(text.split())``: runs of any whitespace beco
 hashed with xxh3-128 per Arrow batch (in the pipeline, inside ingestion's pass, as :data:`HASH_FIELD`), so the shuffle
 moves the hash, the id and a few bytes for the counts instead of the text. Grouping is a window ``min(doc_id)`` over
 the hash partition: one shuffle of ids, no driver collect, and the result does not depend on partitioning. The
-stage's output is the removals alone; :func:`~spark_jobs.documents.apply_removals` joins them back. 128 bits make a
+stage's output is the removals alone. 128 bits make a
 false match among even 10^12 documents improbable (about 10^-15).
 """
 
@@ -20,7 +20,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from spark_jobs.batches import CHARS, ColumnValues, map_batches
-from spark_jobs.documents import DOC_COLUMNS, apply_removals
+from spark_jobs.stage import CorpusResult, CorpusStage, NoOptions, StageView
 
 REASON_EXACT_DUPLICATE = "exact_duplicate"
 HASH_RULE = "xxh3-128"
@@ -44,27 +44,26 @@ def text_hashes(batch: pa.RecordBatch) -> Mapping[str, ColumnValues]:
     return {HASH_COLUMN: pa.array(list(map(xxhash.xxh3_128_digest, normalized)), type=pa.binary(16))}
 
 
-class ExactDedupStage:
+class ExactDedupStage(CorpusStage):
     """Stage ``exact_dedup``: rule ``xxh3-128``, ``duplicate_of`` = the kept (smallest) doc_id of the group."""
 
     name = "exact_dedup"
     reasons = (REASON_EXACT_DUPLICATE,)
     row_prep = staticmethod(text_hashes)
     row_fields = (HASH_FIELD,)
-    """Row-local part (the hash): the pipeline computes :data:`HASH_FIELD` in ingestion's pass with ``row_prep``."""
 
-    def removals(self, docs: DataFrame, cfg: Any) -> DataFrame:
+    def run(self, docs: DataFrame, opts: NoOptions, directory: str) -> CorpusResult:
         """Every document whose normalised text an earlier ``doc_id`` has; uses ``docs``' hash column if present.
 
         Removals carry the documents' ``kind``, ``lang`` and character count when ``docs`` has them (a few bytes
-        each), so the pipeline counts them without joining the documents again.
+        each), so the runner counts them without joining the documents again.
         """
         carried = [name for name in ("kind", "lang", CHARS) if name in docs.columns]
         if HASH_COLUMN not in docs.columns:
             schema = T.StructType([docs.schema["doc_id"], HASH_FIELD, *(docs.schema[name] for name in carried)])
             docs = map_batches(docs.select("doc_id", "text", *carried), text_hashes, schema)
         kept = F.min("doc_id").over(Window.partitionBy(HASH_COLUMN))
-        return (
+        removals = (
             docs.select("doc_id", HASH_COLUMN, *carried)
             .withColumn("duplicate_of", kept)
             .where(F.col("doc_id") != F.col("duplicate_of"))
@@ -76,17 +75,12 @@ class ExactDedupStage:
                 *carried,
             )
         )
+        return CorpusResult(removals)
 
-    def annotate(self, docs: DataFrame, cfg: Any) -> DataFrame:
-        return apply_removals(docs.select(*DOC_COLUMNS), self.removals(docs, cfg))
-
-    def report(self, annotated: DataFrame, cfg: Any) -> dict[str, Any]:
-        return self.summary(annotated.where(F.col("reason") == REASON_EXACT_DUPLICATE), annotated, cfg)
-
-    def summary(self, removals: DataFrame, docs: DataFrame, cfg: Any) -> dict[str, Any]:
+    def summary(self, view: StageView, opts: NoOptions) -> dict[str, Any]:
         """Duplicate groups (a kept document and its copies): how many, and the sizes of the largest; from the
         removals alone."""
-        groups = removals.groupBy("duplicate_of").agg((F.count("*") + 1).alias("size"))
+        groups = view.removals.groupBy("duplicate_of").agg((F.count("*") + 1).alias("size"))
         summary = groups.agg(F.count("*").alias("groups"), F.sum(F.col("size") - 1).alias("duplicates")).first()
         largest = [row["size"] for row in groups.orderBy(F.desc("size"), "duplicate_of").limit(TOP_GROUPS).collect()]
         return {

@@ -55,11 +55,13 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from slm_common.options import opt
 from spark_jobs import storage
 from spark_jobs.batches import map_batches
 from spark_jobs.dedup.components import Cut, connected_components
 from spark_jobs.dedup.minhash import Bands, MinHasher, choose_bands, exact_jaccard
 from spark_jobs.documents import apply_removals, hint_small
+from spark_jobs.stage import CorpusResult, CorpusStage, StageView
 
 REASON = "near_duplicate"
 AUDIT_SAMPLE = 20
@@ -68,6 +70,25 @@ TOP = 10
 CHECKPOINT_MODES = ("local", "reliable")
 
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class NearDedupOptions:
+    dedup_threshold: float = opt(0.8, "near-duplicate Jaccard threshold")
+    num_perm: int = opt(128, "MinHash permutations")
+    ngram: int = opt(5, "word n-gram size for near-dedup shingles")
+    dedup_fp_weight: float = opt(0.02, "LSH (b, r) search: weight of false positives (cheap: candidates are verified)")
+    dedup_fn_weight: float = opt(0.98, "LSH (b, r) search: weight of false negatives (missed near-duplicates)")
+    dedup_margin: float = opt(0.0, "link a candidate pair only when its MinHash Jaccard estimate >= threshold - margin")
+    max_bucket_size: int = opt(10_000, "LSH buckets larger than this are logged and listed in the report (still used)")
+    dedup_max_iterations: int = opt(40, "connected-components round limit; hitting it is an error")
+    dedup_checkpoint: str = opt(
+        "local", "components loop lineage cut: 'local' (executor storage) or 'reliable' (files)", execution_only=True
+    )
+    seed: int = opt(0, "MinHash permutations derive from the run's seed", run_wide=True)
+
+    def validate(self) -> None:
+        NearDedupParams.from_config(self)
 
 
 @dataclass(frozen=True)
@@ -85,8 +106,12 @@ class NearDedupParams:
     checkpoint: str
 
     @classmethod
-    def from_config(cls, cfg: Any) -> NearDedupParams:
+    def from_config(cls, cfg: NearDedupOptions) -> NearDedupParams:
         """Read and check the options (``ValueError`` with the flag's name), before any Spark work."""
+        if not 0 < cfg.dedup_threshold <= 1:
+            raise ValueError("--dedup-threshold must be in (0, 1]")
+        if cfg.num_perm < 1 or cfg.ngram < 1:
+            raise ValueError("--num-perm and --ngram must be >= 1")
         if cfg.dedup_checkpoint not in CHECKPOINT_MODES:
             raise ValueError(f"--dedup-checkpoint must be one of {CHECKPOINT_MODES}, not {cfg.dedup_checkpoint!r}")
         if not 0 <= cfg.dedup_margin < cfg.dedup_threshold:
@@ -295,57 +320,44 @@ def find_removals(docs: DataFrame, params: NearDedupParams, cut: Cut) -> tuple[D
 # --- the stage --------------------------------------------------------------------------------------------------
 
 
-class NearDedupStage:
+class NearDedupStage(CorpusStage):
     """MinHash LSH near-duplicate removal (see the module docstring); the pipeline's ``near_dedup`` stage."""
 
     name = "near_dedup"
     reasons = (REASON,)
+    Options = NearDedupOptions
 
-    def __init__(self) -> None:
-        self._lsh_stats: dict[str, Any] | None = None
-
-    def removals(self, docs: DataFrame, cfg: Any) -> DataFrame:
+    def run(self, docs: DataFrame, opts: NearDedupOptions, directory: str) -> CorpusResult:
         """``doc_id``, ``reason``, ``rule``, ``duplicate_of`` of each removed document; runs the candidate and
-        components jobs (the removals themselves stay lazy, over cut frames)."""
-        params = NearDedupParams.from_config(cfg)
-        cut = make_cut(docs, params.checkpoint, cfg.output)
-        found, self._lsh_stats = find_removals(docs, params, cut)
+        components jobs (the removals themselves stay lazy, over cut frames), whose statistics come back too."""
+        params = NearDedupParams.from_config(opts)
+        cut = make_cut(docs, params.checkpoint, directory)
+        found, lsh_stats = find_removals(docs, params, cut)
         rule = F.format_string(f"{params.rule_prefix} est_jaccard=%.2f", F.col("est"))
-        return found.select("doc_id", F.lit(REASON).alias("reason"), rule.alias("rule"), "duplicate_of")
+        removals = found.select("doc_id", F.lit(REASON).alias("reason"), rule.alias("rule"), "duplicate_of")
+        return CorpusResult(removals, {"lsh": lsh_stats})
 
-    def annotate(self, docs: DataFrame, cfg: Any) -> DataFrame:
-        """Every row of ``docs`` plus ``reason``/``rule``/``duplicate_of``."""
-        return apply_removals(docs, self.removals(docs, cfg))
-
-    def summary(self, removals: DataFrame, docs: DataFrame, cfg: Any) -> dict[str, Any]:
-        """:meth:`report` of ``docs`` with these removals (the audit needs both sides' texts)."""
-        return self.report(apply_removals(docs, removals), cfg)
-
-    def report(self, annotated: DataFrame, cfg: Any) -> dict[str, Any]:
-        """Parameters, S-curve, component sizes, the largest components and an exact-Jaccard audit sample.
-
-        Candidate statistics (buckets, edges, rounds) exist only when this instance ran ``annotate``; a reused
-        stage output reports the rest, which all comes from ``annotated``.
-        """
-        params = NearDedupParams.from_config(cfg)
+    def summary(self, view: StageView, opts: NearDedupOptions) -> dict[str, Any]:
+        """Parameters, S-curve, component sizes, the largest components, an exact-Jaccard audit sample, and the
+        candidate statistics measured while the stage ran."""
+        params = NearDedupParams.from_config(opts)
+        annotated = apply_removals(view.docs, view.removals)
         removed = annotated.where(F.col("reason") == REASON)
         groups = removed.groupBy("duplicate_of").agg((F.count(F.lit(1)) + 1).alias("size"))
         groups = groups.withColumnRenamed("duplicate_of", "kept_doc_id")
         sizes = size_counts(groups)
-        out: dict[str, Any] = {
+        return {
             "threshold": params.threshold,
             "num_perm": params.num_perm,
             "ngram": params.ngram,
             "b": params.bands.b,
             "r": params.bands.r,
-            "weights": {"false_positive": cfg.dedup_fp_weight, "false_negative": cfg.dedup_fn_weight},
+            "weights": {"false_positive": opts.dedup_fp_weight, "false_negative": opts.dedup_fn_weight},
             "min_estimate": round(params.min_estimate, 6),
             "s_curve": params.bands.s_curve(),
             "components": sum(sizes.values()),
             "component_sizes": size_histogram(sizes),
             "largest_components": largest(groups, ["kept_doc_id", "size"]),
             "audit": audit_sample(annotated, removed, params),
+            **view.stats,
         }
-        if self._lsh_stats is not None:
-            out["lsh"] = self._lsh_stats
-        return out

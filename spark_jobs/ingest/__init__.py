@@ -7,23 +7,73 @@ onto the same schema by the same record logic.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import types as T
 
+from slm_common.options import opt
 from spark_jobs.batches import BatchFn, RowChain
 from spark_jobs.documents import annotated_schema, arrow_schema
 from spark_jobs.ingest.plan import InputError, Plan, plan_inputs
 from spark_jobs.ingest.readers import ID_STRING, DocBuilder, ReadOptions, ReadUnit, read_unit
 
-__all__ = ["InputError", "ingest"]
+__all__ = ["IngestOptions", "InputError", "Sources", "ingest", "plan_sources"]
+
+
+@dataclass
+class IngestOptions:
+    """How input rows become documents."""
+
+    text_column: str = opt("text", "input column holding the document text")
+    id_column: str = opt("id", "input column holding a document id (used unchanged as doc_id when present)")
+    kind_column: str = opt("kind", "input column holding the document kind, 'text' or 'code' (default text)")
+    code_extensions: str = opt(".py", "comma list of file extensions read from source-code directories")
+    max_file_bytes: int = opt(1_000_000, "source files larger than this go to removed/ as invalid")
+
+    def validate(self) -> None:
+        if self.max_file_bytes < 1:
+            raise ValueError("--max-file-bytes must be >= 1")
+
+
+@dataclass
+class Sources:
+    """The inputs as planned on the driver: file read units, Hub datasets, and what identifies their content."""
+
+    uris: list[str]
+    plan: Plan
+    hf_uris: list[str]
+    hf_revisions: list[str]
+
+    @property
+    def fingerprint(self) -> str:
+        """Every input file's URI, size and modification time and every dataset's revision, hashed: any added,
+        removed or rewritten input changes it."""
+        blob = json.dumps([self.uris, self.plan.files, self.hf_revisions])
+        return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def plan_sources(uris: list[str], opts: IngestOptions) -> Sources:
+    """List the inputs (and read Parquet footers) on the driver; a missing or unreadable file fails here."""
+    from spark_jobs.ingest.hf import hub_revision, is_hf_uri
+
+    hf_uris = [u for u in uris if is_hf_uri(u)]
+    file_inputs = [u for u in uris if not is_hf_uri(u)]
+    plan = plan_inputs(file_inputs, opts.code_extensions, opts.id_column, opts.text_column) if file_inputs else Plan()
+    return Sources(list(uris), plan, hf_uris, [hub_revision(u) for u in hf_uris])
 
 
 def ingest(
-    spark: SparkSession, cfg: Any, steps: Sequence[BatchFn] = (), extra_fields: Sequence[T.StructField] = ()
+    spark: SparkSession,
+    sources: Sources,
+    opts: IngestOptions,
+    steps: Sequence[BatchFn] = (),
+    extra_fields: Sequence[T.StructField] = (),
 ) -> tuple[DataFrame, dict[str, Any]]:
     """All input documents as one annotated DataFrame (lazy), plus facts about the inputs for the report.
 
@@ -31,38 +81,37 @@ def ingest(
     read, in the same Python worker (see :class:`~spark_jobs.batches.RowChain`); ``extra_fields`` are the columns
     they add beyond the annotated schema.
     """
-    from spark_jobs.ingest.hf import is_hf_uri, read_hf_dataset
+    from spark_jobs.ingest.hf import read_hf_dataset
 
-    hf_uris = [u for u in cfg.input if is_hf_uri(u)]
-    file_inputs = [u for u in cfg.input if not is_hf_uri(u)]
-    plan = plan_inputs(file_inputs, cfg.code_extensions, cfg.id_column, cfg.text_column) if file_inputs else Plan()
-    hf_frames = [read_hf_dataset(spark, uri) for uri in hf_uris]
+    plan = sources.plan
+    hf_frames = [read_hf_dataset(spark, uri) for uri in sources.hf_uris]
+    id_type = plan.id_type
     for df in hf_frames:
-        if cfg.text_column not in df.columns:
-            raise InputError(f"dataset has no text column {cfg.text_column!r} (columns: {', '.join(df.columns)})")
-        if cfg.id_column in df.columns and not isinstance(df.schema[cfg.id_column].dataType, T.IntegralType):
-            plan.id_type = ID_STRING
+        if opts.text_column not in df.columns:
+            raise InputError(f"dataset has no text column {opts.text_column!r} (columns: {', '.join(df.columns)})")
+        if opts.id_column in df.columns and not isinstance(df.schema[opts.id_column].dataType, T.IntegralType):
+            id_type = ID_STRING
     if not plan.units and not hf_frames:
-        raise InputError(f"no readable input files in {', '.join(cfg.input)}")
-    opts = ReadOptions(
-        text_column=cfg.text_column,
-        id_column=cfg.id_column,
-        kind_column=cfg.kind_column,
-        id_type=plan.id_type,
-        max_file_bytes=cfg.max_file_bytes,
+        raise InputError(f"no readable input files in {', '.join(sources.uris)}")
+    read_opts = ReadOptions(
+        text_column=opts.text_column,
+        id_column=opts.id_column,
+        kind_column=opts.kind_column,
+        id_type=id_type,
+        max_file_bytes=opts.max_file_bytes,
     )
-    schema = T.StructType(annotated_schema(opts.spark_id_type()).fields + list(extra_fields))
+    schema = T.StructType(annotated_schema(read_opts.spark_id_type()).fields + list(extra_fields))
     chain = RowChain(tuple(steps), arrow_schema(schema))
-    parts = [_read_units(spark, plan.units, opts, schema, chain)] if plan.units else []
-    parts += [df.mapInArrow(_records_to_docs(opts, chain), schema) for df in hf_frames]
+    parts = [_read_units(spark, plan.units, read_opts, schema, chain)] if plan.units else []
+    parts += [df.mapInArrow(_records_to_docs(read_opts, chain), schema) for df in hf_frames]
     docs = parts[0]
     for part in parts[1:]:
         docs = docs.unionByName(part)
     info = {
-        "sources": list(cfg.input),
+        "sources": list(sources.uris),
         "read_units": len(plan.units),
         "files": len({u.uri for u in plan.units}),
-        "id_type": plan.id_type,
+        "id_type": id_type,
         "skipped_files_by_extension": dict(plan.skipped),
     }
     return docs, info

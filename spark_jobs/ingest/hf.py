@@ -23,6 +23,7 @@ Every row gets two extra columns:
 from __future__ import annotations
 
 import os
+import uuid
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from huggingface_hub.utils import validate_repo_id
@@ -116,8 +117,14 @@ class LocalHuggingFaceDatasets(HuggingFaceDatasets):
         return self.source
 
 
-def _check_hub(name: str) -> None:
-    """Ask the Hub about ``name`` on the driver first: the data source asks too, but from a Python worker, where a
+def hub_revision(uri: str) -> str:
+    """The commit a Hub dataset URI reads now: what identifies its content for the pipeline's reruns (a dataset
+    whose commit is not known gets a fresh value, so its outputs are never reused)."""
+    return f"{uri}@{_check_hub(parse_hf_uri(uri)[0]) or uuid.uuid4()}"
+
+
+def _check_hub(name: str) -> str:
+    """Ask the Hub about ``name`` on the driver first (returns the commit it reads): the data source asks too, but from a Python worker, where a
     failure surfaces as a Spark error wrapping a long remote traceback.
 
     Anything but "not found" counts as unreachable: offline mode, DNS, refused connections, timeouts and server
@@ -127,7 +134,7 @@ def _check_hub(name: str) -> None:
     from huggingface_hub.errors import RepositoryNotFoundError
 
     try:
-        HfApi().repo_info(name, repo_type="dataset")
+        return HfApi().repo_info(name, repo_type="dataset").sha or ""
     except RepositoryNotFoundError:
         raise RuntimeError(
             f"Hugging Face dataset {name} not found (or private/gated: set HF_TOKEN to a token with access)"

@@ -25,8 +25,7 @@ TEXT_EXT = (".txt", ".txt.gz", ".md")
 ROW_GROUPS_PER_UNIT = 4
 JSONL_UNIT_BYTES = 64 << 20
 """Byte range of an uncompressed JSONL file per read unit: a large dump feeds many tasks (memory is one batch either
-way). Not smaller: each task costs its Python worker tens of milliseconds, and ``bench/bench_clean.py``'s 14 MB files
-cut at 8 MB took 0.6 CPU s more in the fused pass than whole (16 tasks instead of 8)."""
+way). Not smaller: each task costs its Python worker tens of milliseconds (docs/benchmarks.md)."""
 
 
 class InputError(Exception):
@@ -38,6 +37,8 @@ class Plan:
     units: list[ReadUnit] = field(default_factory=list)
     id_type: str = ID_LONG
     skipped: Counter = field(default_factory=Counter)  # files in input dirs that no reader takes, by extension
+    files: list[tuple[str, int, int | None]] = field(default_factory=list)
+    """Every file found, read or skipped: (URI, size, modification time in ns), the inputs' fingerprint."""
 
 
 def classify(path: str, code_exts: tuple[str, ...]) -> str | None:
@@ -69,6 +70,7 @@ def plan_inputs(inputs: list[str], code_extensions: str, id_column: str, text_co
         else:
             files, root = [info], os.path.dirname(path)
         for f in sorted(files, key=lambda f: f.path):
+            plan.files.append((storage.to_uri(fs, f.path), f.size, f.mtime_ns))
             fmt = classify(f.path, code_exts)
             if fmt is None:
                 if info.type != pafs.FileType.Directory:

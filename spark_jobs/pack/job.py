@@ -38,6 +38,7 @@ storage: every executor encodes with exactly the file saved to ``packed/tokenize
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import gc
 import hashlib
@@ -70,10 +71,7 @@ if TYPE_CHECKING:
     from tokenizers import Tokenizer
     from transformers import PreTrainedTokenizerFast
 
-    from spark_jobs.config import PipelineConfig
-
-PACK_FIELDS = ("tokenizer", "seq_len", "num_shards", "val_fraction", "seed")
-"""The options that change the packed output; their hash is the manifest's ``config_hash``."""
+    from spark_jobs.pack.stage import PackOptions
 
 SPLITS = ("train", "val")
 SHARD_COUNTS = ("sequences", "tokens", "documents")
@@ -125,8 +123,8 @@ def val_shard_count(num_shards: int, val_fraction: float) -> int:
     return 0 if val_fraction <= 0 else max(1, round(num_shards * val_fraction))
 
 
-def pack_corpus(cleaned: DataFrame, cfg: PipelineConfig, out_dir: str) -> dict[str, Any]:
-    """Tokenize and pack ``cleaned`` (doc_schema rows) into ``out_dir`` (``OUT/packed``); return report totals.
+def pack_corpus(cleaned: DataFrame, cfg: PackOptions, out_dir: str) -> dict[str, Any]:
+    """Tokenize and pack ``cleaned`` (doc_schema rows) into ``out_dir`` (``OUT/packed``); return the manifest.
 
     Replaces any previous ``train/``, ``val/``, ``tokenizer/`` and ``manifest.json`` under ``out_dir``, so stale
     shards of an earlier run with more shards can never be globbed together with the new ones. The tokenizer is
@@ -151,8 +149,7 @@ def pack_corpus(cleaned: DataFrame, cfg: PipelineConfig, out_dir: str) -> dict[s
     manifest = _manifest(stats, shard_counts, cfg, tok, (bos_id, eos_id, pad_id), fs, root)
     with fs.open_output_stream(f"{root}/manifest.json") as out:
         out.write(json.dumps(manifest, indent=2).encode() + b"\n")
-    summary = _summary(manifest, shard_counts)
-    return summary
+    return manifest
 
 
 def _prepare_tokenizer(
@@ -344,7 +341,7 @@ def _pack_partition(batches: Iterator[pa.RecordBatch], task: PackTask) -> Iterat
 def _manifest(
     stats: list[dict[str, Any]],
     shard_counts: dict[str, int],
-    cfg: PipelineConfig,
+    cfg: PackOptions,
     tok: PreTrainedTokenizerFast,
     special_ids: tuple[int, int, int | None],
     fs: pafs.FileSystem,
@@ -380,14 +377,21 @@ def _manifest(
         "vocab_size": len(tok),
         "shards": shards,
         "totals": totals,
-        "config_hash": cfg.hash(*PACK_FIELDS),
+        "config_hash": options_hash(cfg),
         "seed": cfg.seed,
     }
 
 
-def _summary(manifest: dict[str, Any], shard_counts: dict[str, int]) -> dict[str, Any]:
+def options_hash(opts: PackOptions) -> str:
+    """The manifest's ``config_hash``: a short hash of every option that changes the packed output."""
+    blob = json.dumps(dataclasses.asdict(opts), sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def pack_summary(manifest: dict[str, Any]) -> dict[str, Any]:
     """The pack entry of report.json: the manifest's totals, flattened, with the shard counts."""
     totals = manifest["totals"]
+    shard_counts = {split: len(manifest["shards"][split]) for split in SPLITS}
     return {
         "seq_len": manifest["seq_len"],
         "documents": totals["documents"],

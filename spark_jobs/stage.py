@@ -1,0 +1,96 @@
+"""The stage contract: what every step of the pipeline declares, and the two kinds of step there are.
+
+A stage declares its ``name``, the removal ``reasons`` it gives, its ``Options`` (a small dataclass of
+:func:`~slm_common.options.opt` fields living next to the stage; the pipeline's flags, YAML keys and cache keys
+come from it; a field marked ``run_wide=True`` takes the run-wide option of that name, such as ``seed``). Options
+are checked by ``Options.validate`` before any Spark work.
+
+* A :class:`RowStage` decides each document alone, as a plain-Python function over an Arrow batch (no Spark in
+  its logic). The runner fuses consecutive row stages into ingestion's single pass.
+* A :class:`CorpusStage` needs the whole corpus at once (deduplication, packing). It gets a DataFrame of the kept
+  documents and returns its removals (``doc_id``, ``reason``, ``rule``, ``duplicate_of``), or writes artifacts
+  into a directory of its own under the output and returns no removals (``artifacts`` names that directory).
+
+Statistics come from the runner, the same way for every stage (documents and characters by reason and rule, from
+the removals); :meth:`Stage.summary` adds what only the stage knows, from a :class:`StageView`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import types as T
+
+from spark_jobs.batches import BatchFn
+
+
+@dataclass(frozen=True)
+class NoOptions:
+    """Options of a stage that has none."""
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` naming the flag when an option cannot work."""
+
+
+@dataclass
+class StageView:
+    """What a stage's :meth:`~Stage.summary` may read, all computed or written already.
+
+    ``counts``: :func:`~spark_jobs.batches.group_counts` rows of the documents the stage saw, removals by later
+    stages counted as kept; ``removals``: a corpus stage's written removals; ``docs``: its input documents;
+    ``directory``: where its output lies; ``stats``: what its :meth:`CorpusStage.run` measured on the way (kept in
+    the stage's marker, so a reused stage reports them too).
+    """
+
+    counts: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    removals: DataFrame | None = None
+    docs: DataFrame | None = None
+    directory: str = ""
+    stats: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+class Stage(ABC):
+    name: ClassVar[str]
+    reasons: ClassVar[tuple[str, ...]] = ()
+    Options: ClassVar[type] = NoOptions
+
+    def summary(self, view: StageView, opts: Any) -> dict[str, Any]:
+        """Report entries only this stage can give (the runner adds the counts)."""
+        return {}
+
+
+class RowStage(Stage):
+    """Decides each document alone: runs inside ingestion's pass, fused with the other row stages."""
+
+    @abstractmethod
+    def batch_fn(self, opts: Any, spark: SparkSession) -> BatchFn:
+        """A picklable ``fn(batch) -> {column: values}`` giving ``reason``/``rule`` (and any columns it fills);
+        ``spark`` is there to ship files (a model) to the executors."""
+
+
+@dataclass(frozen=True)
+class CorpusResult:
+    """A corpus stage's output: its removals (lazy; ``None`` for an artifact stage) and facts measured on the way."""
+
+    removals: DataFrame | None = None
+    stats: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+class CorpusStage(Stage):
+    """Decides from all kept documents at once, or writes artifacts from them."""
+
+    row_prep: ClassVar[BatchFn | None] = None
+    """A row-local part the runner computes in ingestion's pass (exact dedup's hash), into ``row_fields``."""
+    row_fields: ClassVar[tuple[T.StructField, ...]] = ()
+    artifacts: ClassVar[str | None] = None
+    """For a stage that writes files instead of removing documents: its directory under the output (``packed``).
+    It runs on the cleaned corpus, after every removing stage."""
+
+    @abstractmethod
+    def run(self, docs: DataFrame, opts: Any, directory: str) -> CorpusResult:
+        """Removals among ``docs`` (the document columns, plus ``row_fields`` when computed), or artifacts written
+        under ``directory``. ``directory`` is also the place for scratch files that must survive the run."""
