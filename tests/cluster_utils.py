@@ -9,7 +9,6 @@ survived it; it never touches anything else on the machine.
 from __future__ import annotations
 
 import hashlib
-import importlib
 import json
 import os
 import shutil
@@ -30,22 +29,6 @@ import pyspark
 ROOT = Path(__file__).resolve().parents[1]
 SPARK_BIN = Path(pyspark.__file__).parent / "bin"
 EXECUTOR_CLASS = "CoarseGrainedExecutorBackend"
-
-
-def importable_stages() -> list[str]:
-    """The default stages whose modules import now, in order: the cluster tests grow with the pipeline."""
-    from spark_jobs.config import DEFAULT_STAGES
-    from spark_jobs.pipeline import STAGE_CLASSES
-
-    modules = {**{k: v.split(":")[0] for k, v in STAGE_CLASSES.items()}, "pack": "spark_jobs.pack"}
-    found = []
-    for name in DEFAULT_STAGES:
-        try:
-            importlib.import_module(modules[name])
-        except ImportError:
-            continue
-        found.append(name)
-    return found
 
 
 def small_corpus(demo_dir: Path, out_dir: Path, prose_docs: int = 40) -> list[str]:

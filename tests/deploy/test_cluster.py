@@ -4,7 +4,7 @@ A cluster run must produce exactly what a local run produces: the same cleaned a
 bytes, the same report. That must hold when an executor dies in the middle of the job too: Spark retries the lost
 tasks on a replacement executor, and nothing may be lost or written twice. The code reaches the executors the way
 docs/cluster.md says: ``--py-files`` with the project's wheel as a zip (``make dist``), entry file
-``spark_jobs/submit.py``. The stages are the default ones whose modules import, so the test grows with the project.
+``spark_jobs/submit.py``. All default stages run: a stage that fails to import fails the test.
 """
 
 from __future__ import annotations
@@ -17,13 +17,13 @@ from pathlib import Path
 
 import pytest
 
-from spark_jobs.config import PipelineConfig
+from spark_jobs.config import DEFAULT_STAGES, PipelineConfig
 from spark_jobs.pipeline import run
-from tests.cluster_utils import ROOT, StandaloneCluster, free_port, importable_stages, small_corpus, snapshot
+from tests.cluster_utils import ROOT, StandaloneCluster, free_port, small_corpus, snapshot
 
 pytestmark = pytest.mark.slow
 
-STAGES = importable_stages()
+STAGES = list(DEFAULT_STAGES)
 PIPELINE_ARGS = [
     "--stages",
     ",".join(STAGES),
@@ -197,6 +197,7 @@ def test_spark_submit_survives_a_killed_executor_and_equals_local_run(
     apps_before = set(cluster.app_dirs())
     out, ui_port = tmp_path / "out", free_port()
     job = cluster.submit(submit_argv(py_files, corpus, out, ui_port), "submit")
+
     def first_stage_written() -> bool:
         return any((out / "_stages").glob("00-*/_stage.json"))
 
@@ -216,18 +217,15 @@ def test_spark_submit_survives_a_killed_executor_and_equals_local_run(
     assert got["accounting"]["input"] == got["accounting"]["cleaned"] + got["accounting"]["removed"]
     assert got["rows"] == (len(got["cleaned"]), len(got["removed"]))  # no document written twice
     assert got == want
-    if "pack" in STAGES:
-        assert any(name.startswith("train/part-") for name in got["packed"])
-        assert not [name for name in got["packed"] if ".tmp" in name]  # no shard left half-written
+    assert any(name.startswith("train/part-") for name in got["packed"])
+    assert not [name for name in got["packed"] if ".tmp" in name]  # no shard left half-written
 
 
 def test_rerun_reuses_finished_stages_and_a_changed_option_redoes_them(spark, corpus, local_reference, tmp_path):
     """Staged restarts, on a copy of the reference output: the same command skips every written stage (an
     execution-only option changes nothing), while an option of the first cleaning stage redoes it and every stage
     after it."""
-    stages = [s for s in STAGES if s != "pack"][:2]
-    if not stages:
-        pytest.skip("no cleaning stage imports yet")
+    stages = ["filter", "langid"]
     out = tmp_path / "out"
     reference = local_reference.result()
     shutil.copytree(reference, out)
@@ -238,6 +236,5 @@ def test_rerun_reuses_finished_stages_and_a_changed_option_redoes_them(spark, co
     written = snapshot(reference)["stages"]
     assert again["stages"] == {name: {**written[name], "reused": True} for name in again["stages"]}
 
-    option = {"filter": ["--min-words", "6"], "langid": ["--lang-threshold", "0.5"]}[stages[0]]
-    changed = run(PipelineConfig.from_args([*argv, *option]), spark)
+    changed = run(PipelineConfig.from_args([*argv, "--min-words", "6"]), spark)
     assert [changed["stages"][name]["reused"] for name in stages] == [False] * len(stages)

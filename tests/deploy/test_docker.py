@@ -2,29 +2,50 @@
 
 Dockerfiles pass hadolint; what they COPY exists and is not excluded by .dockerignore; their pins agree with
 constraints.txt and pyproject.toml; the entrypoint script really starts a master and a worker that register, and
-submits; compose.yaml has the services a cluster needs and its pipeline command parses; the Accelerate configs load
-with Accelerate's own config reader.
+submits a pipeline job that runs on them; compose.yaml has the services a cluster needs and its pipeline command
+parses; the Accelerate configs load with Accelerate's own config reader.
 """
 
 from __future__ import annotations
 
 import fnmatch
+import json
+import random
 import re
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 import yaml
 
 from spark_jobs.config import PipelineConfig
 from tests.cluster_utils import ROOT, StandaloneCluster, spark_env
+from tests.spark_jobs.generated_docs import en_sentence, prose
 
 DOCKER = ROOT / "docker"
 DOCKERFILES = [DOCKER / "spark.Dockerfile", DOCKER / "train.Dockerfile"]
 ENTRYPOINT = DOCKER / "spark-entrypoint.sh"
 ACCELERATE_CONFIGS = sorted((DOCKER / "accelerate").glob("*.yaml"))
+SUBMIT_OPTIONS = [
+    "--driver-memory",
+    "1g",
+    "--executor-memory",
+    "1g",
+    "--executor-cores",
+    "1",
+    "--conf",
+    "spark.driver.host=127.0.0.1",
+    "--conf",
+    "spark.ui.enabled=false",
+    "--conf",
+    "spark.sql.shuffle.partitions=2",
+    "--conf",
+    "spark.default.parallelism=2",
+]
+"""compose.yaml's submit options, sized for one 1-core, 1 GiB worker on 127.0.0.1."""
 
 
 def hadolint() -> str:
@@ -118,27 +139,55 @@ def test_entrypoint_rejects_an_unknown_role() -> None:
 
 
 def test_entrypoint_roles_start_a_cluster_and_submit(tmp_path: Path) -> None:
-    """``master`` and ``worker`` (configured by environment, as compose does) form a cluster; ``submit`` and
-    ``driver`` reach spark-submit."""
+    """``master`` and ``worker`` (configured by environment, as compose does) form a cluster; ``submit`` runs the
+    pipeline's entry file on it as compose's submit service does (a real job: its executors run on the worker and
+    its outputs are written); ``driver`` reaches spark-submit."""
+    corpus = tmp_path / "corpus.jsonl"
+    rng = random.Random(5)
+    docs = [{"id": i, "text": prose(rng, en_sentence, lines=4)} for i in range(20)]
+    docs += [{"id": 100, "text": "too short"}, {"id": 101, "text": None}]
+    corpus.write_text("".join(json.dumps(d) + "\n" for d in docs))
+    out = tmp_path / "out"
     cluster = StandaloneCluster(tmp_path / "cluster", workers=1, entrypoint=ENTRYPOINT)
     try:
         cluster.start()
         cluster.wait_ready()
-        env = {**spark_env(), "SPARK_MASTER_URL": cluster.url, "SPARK_DRIVER_BIND_ADDRESS": "127.0.0.1"}
-        for role in ("submit", "driver"):  # driver: what a Kubernetes driver pod runs
-            proc = subprocess.run(
-                ["bash", str(ENTRYPOINT), role, "--version"],
-                capture_output=True,
-                text=True,
-                timeout=120,
-                env=env,
-                cwd=tmp_path,
-            )
-            assert proc.returncode == 0, proc.stderr
-            assert "version" in proc.stdout + proc.stderr
+        env = {"SPARK_MASTER_URL": cluster.url, "SPARK_DRIVER_BIND_ADDRESS": "127.0.0.1"}
+        # The image installs the project; here the driver and the executors import this checkout's copy.
+        code = ["--conf", f"spark.executorEnv.PYTHONPATH={ROOT}"]
+        argv = ["bash", str(ENTRYPOINT), "submit", *SUBMIT_OPTIONS, *code, str(ROOT / "spark_jobs" / "submit.py")]
+        argv += ["--input", str(corpus), "--output", str(out), "--stages", "filter"]
+        job = cluster.spawn("submit", argv, tmp_path / "driver", {**env, "PYTHONPATH": str(ROOT)})
+        try:
+            rc = job.wait(timeout=240)
+        except subprocess.TimeoutExpired:
+            rc = None  # the teardown below ends it
+        assert rc == 0, f"submit role exited {rc}:\n{cluster.log_tails(60)}"
+        apps = (cluster.state() or {}).get("completedapps", [])
+        ran = cluster.app_dirs()
+        proc = subprocess.run(
+            ["bash", str(ENTRYPOINT), "driver", "--version"],  # driver: what a Kubernetes driver pod runs
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={**spark_env(), **env},
+            cwd=tmp_path,
+        )
+        assert proc.returncode == 0, proc.stderr
+        assert "version" in proc.stdout + proc.stderr
     finally:
         survivors = cluster.stop()
     assert survivors == []
+    assert [app["state"] for app in apps] == ["FINISHED"], apps  # the job ran on this cluster's master...
+    assert len(ran) == 1 and list(ran.values())[0], ran  # ... with an executor on its worker
+    report = json.loads((out / "report.json").read_text())
+    assert report["accounting"] == {"input": 22, "cleaned": 20, "removed": 2}
+    cleaned = pq.read_table(out / "cleaned", columns=["doc_id", "text"]).to_pylist()
+    assert sorted((r["doc_id"], r["text"]) for r in cleaned) == [(d["id"], d["text"]) for d in docs[:20]]
+    removed = {
+        r["doc_id"]: r["reason"] for r in pq.read_table(out / "removed", columns=["doc_id", "reason"]).to_pylist()
+    }
+    assert removed == {100: "too_short", 101: "invalid"}
 
 
 @pytest.fixture(scope="module")
