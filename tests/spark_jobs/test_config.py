@@ -1,4 +1,4 @@
-"""The pipeline config: flags over YAML over defaults, one-line errors, every option classified for invalidation."""
+"""The pipeline config: flags over YAML over defaults, one-line errors, each stage's options typed and validated."""
 
 from __future__ import annotations
 
@@ -6,8 +6,10 @@ import dataclasses
 
 import pytest
 
-from spark_jobs.config import EXECUTION_ONLY, STAGE_OPTIONS, PipelineConfig
-from spark_jobs.pipeline import stage_key
+from slm_common.options import opt
+from spark_jobs.config import PipelineConfig, option_fields
+from spark_jobs.filters import FilterStage
+from spark_jobs.pack.stage import PackOptions
 
 
 def test_flags_win_over_yaml_and_yaml_over_defaults(tmp_path):
@@ -15,7 +17,7 @@ def test_flags_win_over_yaml_and_yaml_over_defaults(tmp_path):
     yml.write_text("seq-len: 64\nlanguages: en,fr\ninput: [a.jsonl]\noutput: out\n")
     cfg = PipelineConfig.from_args(["--config", str(yml), "--seq-len", "128"])
     assert cfg.seq_len == 128 and cfg.languages == "en,fr" and cfg.input == ["a.jsonl"]
-    assert cfg.num_perm == 128 and cfg.dedup_threshold == 0.8  # defaults of SPEC.md
+    assert cfg.num_perm == 128 and cfg.dedup_threshold == 0.8
 
 
 def test_unknown_yaml_key_and_bad_values_are_one_line_errors(tmp_path):
@@ -33,20 +35,42 @@ def test_help_lists_every_option(capsys):
     with pytest.raises(SystemExit):
         PipelineConfig.from_args(["--help"])
     text = capsys.readouterr().out
-    for f in dataclasses.fields(PipelineConfig):
-        assert "--" + f.name.replace("_", "-") in text
+    for name in option_fields():
+        assert "--" + name.replace("_", "-") in text
 
 
-def test_every_option_is_classified_for_stage_invalidation():
-    names = {f.name for f in dataclasses.fields(PipelineConfig)}
-    classified = set(EXECUTION_ONLY) | {n for fields in STAGE_OPTIONS.values() for n in fields}
-    assert names == classified
+def test_each_stage_gets_its_own_typed_options():
+    cfg = PipelineConfig(input=["x"], output="o", seq_len=64, seed=3, lang_threshold=0.7)
+    assert cfg.options(PackOptions) == PackOptions(seq_len=64, seed=3)
+    chosen = dict((stage.name, opts) for stage, opts in cfg.stages_to_run())
+    assert chosen["langid"].lang_threshold == 0.7 and chosen["near_dedup"].seed == 3
+    with pytest.raises(AttributeError):
+        cfg.seq_len = 1
 
 
-def test_stage_key_changes_only_downstream_of_a_changed_option():
-    base = PipelineConfig(input=["x"], output="o")
-    changed = dataclasses.replace(base, lang_threshold=0.9)
-    assert stage_key(base, ["ingest", "filter"]) == stage_key(changed, ["ingest", "filter"])
-    assert stage_key(base, ["ingest", "filter", "langid"]) != stage_key(changed, ["ingest", "filter", "langid"])
-    faster = dataclasses.replace(base, master="local[8]", shuffle_partitions=64)
-    assert stage_key(base, ["ingest", "filter", "langid"]) == stage_key(faster, ["ingest", "filter", "langid"])
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--stages", "pack,filter"], "must come before the corpus stages"),
+        (["--stages", "exact_dedup,langid"], "must come before the corpus stages"),
+        (["--stages", "filter,filter"], "twice"),
+        (["--dedup-threshold", "1.5"], "--dedup-threshold"),
+        (["--dedup-checkpoint", "sometimes"], "--dedup-checkpoint"),
+        (["--seq-len", "0"], "--seq-len"),
+        (["--max-top-ngram-char-frac", "1:0.5"], "bad n-gram threshold"),
+        (["--languages", ","], "--languages"),
+    ],
+)
+def test_every_stage_validates_its_options_before_any_work(flags, message):
+    with pytest.raises(SystemExit, match=message):
+        PipelineConfig.from_args(["--input", "x", "--output", "o", *flags])
+
+
+def test_an_option_name_owned_twice_is_refused(monkeypatch):
+    @dataclasses.dataclass
+    class Clash:
+        seq_len: int = opt(1, "a second --seq-len")
+
+    monkeypatch.setattr(FilterStage, "Options", Clash)
+    with pytest.raises(TypeError, match="seq_len"):
+        option_fields()

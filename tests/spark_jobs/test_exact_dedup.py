@@ -8,6 +8,8 @@ from pyspark.sql import types as T
 from spark_jobs.config import PipelineConfig
 from spark_jobs.dedup.exact import HASH_RULE, REASON_EXACT_DUPLICATE, ExactDedupStage, normalize_whitespace, text_hashes
 from spark_jobs.documents import doc_schema
+from tests.spark_jobs.stage_utils import annotate
+from tests.spark_jobs.stage_utils import report as stage_report
 
 CFG = PipelineConfig()
 
@@ -35,7 +37,7 @@ def documents(spark, ids):
 
 def test_exact_dedup_keeps_smallest_id_and_points_to_it(spark):
     ids = [70, 30, 50, -5, 8, 40, 1, 9]  # the group "alpha beta" is 70, 30, -5: -5 is kept
-    annotated = ExactDedupStage().annotate(documents(spark, ids), CFG).cache()
+    annotated = annotate(ExactDedupStage(), documents(spark, ids), CFG)[0].cache()
     rows = {r["doc_id"]: r for r in annotated.collect()}
     assert len(rows) == len(ids)
     duplicates = {i: r["duplicate_of"] for i, r in rows.items() if r["reason"] is not None}
@@ -44,14 +46,14 @@ def test_exact_dedup_keeps_smallest_id_and_points_to_it(spark):
     assert {r["reason"] for i, r in rows.items() if i in duplicates} == {REASON_EXACT_DUPLICATE}
     assert all(r["rule"] is None and r["duplicate_of"] is None for i, r in rows.items() if i not in duplicates)
     assert rows[70]["text"] == "alpha beta"  # the text itself is never rewritten
-    report = ExactDedupStage().report(annotated, CFG)
+    report = stage_report(ExactDedupStage(), annotated, CFG)
     assert report == {"hash": HASH_RULE, "duplicate_groups": 3, "duplicates_removed": 4, "largest_groups": [3, 2, 2]}
 
 
 def test_exact_dedup_with_string_ids_and_partitionings(spark):
     ids = ["h", "c", "e", "b", "x", "d", "a", "y"]
     docs = documents(spark, ids)
-    results = [ExactDedupStage().annotate(docs.repartition(n), CFG).orderBy("doc_id").collect() for n in (1, 5)]
+    results = [annotate(ExactDedupStage(), docs.repartition(n), CFG)[0].orderBy("doc_id").collect() for n in (1, 5)]
     assert results[0] == results[1]
     duplicates = {r["doc_id"]: r["duplicate_of"] for r in results[0] if r["reason"]}
     assert duplicates == {"h": "b", "c": "b", "e": "d", "y": "x"}
@@ -59,8 +61,8 @@ def test_exact_dedup_with_string_ids_and_partitionings(spark):
 
 def test_report_without_duplicates(spark):
     docs = documents(spark, list(range(8))).where("doc_id in (0, 2, 4)")
-    annotated = ExactDedupStage().annotate(docs, CFG)
-    assert ExactDedupStage().report(annotated, CFG) == {
+    annotated = annotate(ExactDedupStage(), docs, CFG)[0]
+    assert stage_report(ExactDedupStage(), annotated, CFG) == {
         "hash": HASH_RULE,
         "duplicate_groups": 0,
         "duplicates_removed": 0,

@@ -32,6 +32,8 @@ from spark_jobs.filters.repetition import (
     TopNGramShare,
 )
 from spark_jobs.langid.samples import SAMPLE_PARAGRAPHS
+from tests.spark_jobs.stage_utils import annotate
+from tests.spark_jobs.stage_utils import report as stage_report
 
 CFG = PipelineConfig()
 CHAIN = FilterChain.from_config(CFG)
@@ -316,7 +318,7 @@ def corpus_rows() -> list[tuple]:
 
 def test_filter_stage_on_spark(spark):
     docs = spark.createDataFrame(corpus_rows(), doc_schema())
-    annotated = FilterStage().annotate(docs, CFG)
+    annotated, _ = annotate(FilterStage(), docs, CFG)
     assert annotated.schema.fieldNames() == doc_schema().fieldNames() + ["reason", "rule", "duplicate_of"]
     rows = {r["doc_id"]: r for r in annotated.collect()}
     assert len(rows) == docs.count()
@@ -333,7 +335,7 @@ def test_filter_stage_on_spark(spark):
     }
     assert all(r["duplicate_of"] is None for r in rows.values())
     assert rows[1]["rule"] == "longest_lines: 2 < 3"
-    report = FilterStage().report(annotated, CFG)
+    report = stage_report(FilterStage(), annotated, CFG)
     assert report["rule_counts"] == {"min_lines": 2, "code_min_lines": 1, "dup_para_frac": 1, "longest_lines": 1}
     assert sum(report["rule_counts"].values()) + sum(r is None for r in reasons.values()) == len(rows)
     assert report["rule_order"]["text"][:3] == ["min_lines", "longest_lines", "min_words"]
@@ -341,6 +343,6 @@ def test_filter_stage_on_spark(spark):
 
 def test_filter_stage_is_deterministic_across_partitionings(spark):
     docs = spark.createDataFrame(corpus_rows(), doc_schema())
-    one = FilterStage().annotate(docs.repartition(1), CFG).orderBy("doc_id").collect()
-    five = FilterStage().annotate(docs.repartition(5), CFG).orderBy("doc_id").collect()
+    one = annotate(FilterStage(), docs.repartition(1), CFG)[0].orderBy("doc_id").collect()
+    five = annotate(FilterStage(), docs.repartition(5), CFG)[0].orderBy("doc_id").collect()
     assert one == five

@@ -14,7 +14,7 @@ import pytest
 
 from spark_jobs.config import PipelineConfig
 from spark_jobs.documents import annotated_schema
-from spark_jobs.ingest import InputError, _read_units, ingest
+from spark_jobs.ingest import IngestOptions, InputError, _read_units, ingest, plan_sources
 from spark_jobs.ingest.plan import plan_inputs
 from spark_jobs.ingest.readers import ReadOptions, read_unit
 
@@ -185,7 +185,8 @@ def test_cli_reports_bad_input_in_one_line(tmp_path):
 
 def test_spark_ingest_all_sources_and_ids_independent_of_partitioning(spark, corpus, tmp_path):
     cfg = cfg_for([str(corpus["dir"]), str(corpus["code"])], tmp_path)
-    docs, info = ingest(spark, cfg)
+    opts = cfg.options(IngestOptions)
+    docs, info = ingest(spark, plan_sources(cfg.input, opts), opts)
     assert info["files"] == 9 and info["id_type"] == "long"
     got = sorted((r["doc_id"], r["source"], r["reason"]) for r in docs.collect())
     assert len(got) == 10 + 1 + 50 + 1 + 5

@@ -27,6 +27,8 @@ from spark_jobs.langid import (
     prediction_window,
 )
 from spark_jobs.langid.samples import SAMPLE_PARAGRAPHS
+from tests.spark_jobs.stage_utils import annotate
+from tests.spark_jobs.stage_utils import report as stage_report
 
 CFG = PipelineConfig()
 IDENTIFY = LanguageIdentifier(LanguageRule.parse("en", 0.4), CFG.lang_window_chars, CFG.lang_window_pieces)
@@ -143,8 +145,8 @@ def test_langid_stage_on_spark(spark, tmp_path):
     shutil.copy(default_model_path(), user_model)
     annotated = {}
     for model in (None, str(user_model)):
-        cfg = replace(CFG, languages="en,ja", lang_model=model)
-        annotated[model] = LangIdStage().annotate(docs, cfg).cache()
+        cfg = PipelineConfig(languages="en,ja", lang_model=model)
+        annotated[model] = annotate(LangIdStage(), docs, cfg)[0].cache()
     rows = sorted(annotated[None].collect(), key=lambda r: r["doc_id"])
     assert rows == sorted(annotated[str(user_model)].collect(), key=lambda r: r["doc_id"])  # shipped copy = default
     assert len(rows) == len(corpus_texts())
@@ -154,12 +156,12 @@ def test_langid_stage_on_spark(spark, tmp_path):
     assert [by_id[f"doc-0{i}"]["reason"] for i in range(8)] == [None] * 4 + [REASON_LANGUAGE] * 2 + [None, None]
     assert by_id["doc-07"]["lang"] is None and by_id["doc-07"]["lang_score"] is None
     assert by_id["doc-04"]["meta"] == {"i": "4"}  # metadata passes through untouched
-    report = LangIdStage().report(annotated[None], CFG)
+    report = stage_report(LangIdStage(), annotated[None], CFG)
     assert report == {"languages": {"en": 4, "de": 1, "fr": 1, "ja": 1}, "removed_languages": {"de": 1, "fr": 1}}
 
 
 def test_langid_stage_is_deterministic_across_partitionings(spark):
     docs = corpus(spark)
-    one = LangIdStage().annotate(docs.repartition(1), CFG).orderBy("doc_id").collect()
-    five = LangIdStage().annotate(docs.repartition(5), CFG).orderBy("doc_id").collect()
+    one = annotate(LangIdStage(), docs.repartition(1), CFG)[0].orderBy("doc_id").collect()
+    five = annotate(LangIdStage(), docs.repartition(5), CFG)[0].orderBy("doc_id").collect()
     assert one == five

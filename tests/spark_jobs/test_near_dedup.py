@@ -16,6 +16,7 @@ from spark_jobs.dedup.exact import ExactDedupStage
 from spark_jobs.dedup.minhash import exact_jaccard
 from spark_jobs.dedup.near import (
     REASON,
+    NearDedupOptions,
     NearDedupParams,
     NearDedupStage,
     band_rows,
@@ -25,6 +26,8 @@ from spark_jobs.dedup.near import (
     with_estimates,
 )
 from spark_jobs.documents import doc_schema
+from tests.spark_jobs.stage_utils import annotate
+from tests.spark_jobs.stage_utils import report as stage_report
 
 N = 5
 RNG = random.Random(1234)
@@ -98,11 +101,12 @@ def collect(annotated) -> dict[int, tuple]:
 
 @pytest.fixture(scope="module")
 def run(spark, tmp_path_factory):
-    """One annotate run on a one-partition input: (stage, cfg, annotated frame, {doc_id: annotation})."""
+    """One run on a one-partition input: (stage, cfg, annotated frame, {doc_id: annotation}, measured stats)."""
     cfg = cfg_for(tmp_path_factory.mktemp("near"))
     stage = NearDedupStage()
-    annotated = stage.annotate(docs_frame(spark).repartition(1), cfg).localCheckpoint()
-    return stage, cfg, annotated, collect(annotated)
+    annotated, stats = annotate(stage, docs_frame(spark).repartition(1), cfg)
+    annotated = annotated.localCheckpoint()
+    return stage, cfg, annotated, collect(annotated), stats
 
 
 def kept(result: dict[int, tuple]) -> set[int]:
@@ -121,7 +125,7 @@ def test_corpus_has_the_intended_similarities():
 
 
 def test_every_row_comes_back_with_the_annotation_columns(run):
-    _, _, annotated, result = run
+    _, _, annotated, result, _ = run
     assert set(result) == set(CORPUS)
     assert annotated.columns == doc_schema().fieldNames() + ["reason", "rule", "duplicate_of"]
     assert dict(annotated.dtypes)["duplicate_of"] == "bigint"
@@ -140,7 +144,7 @@ def test_high_jaccard_caught_low_jaccard_kept(run):
 
 def test_rule_names_the_bands_and_the_estimate(run):
     reason, rule, _ = run[3][11]
-    params = NearDedupParams.from_config(run[1])
+    params = NearDedupParams.from_config(run[1].options(NearDedupOptions))
     assert rule.startswith(f"minhash b={params.bands.b} r={params.bands.r} est_jaccard=")
     assert abs(float(rule.rsplit("=", 1)[1]) - 0.951) < 0.08
 
@@ -167,9 +171,9 @@ def test_exact_copies_point_at_the_smallest_copy(run):
 def test_exact_then_near_keeps_what_near_alone_keeps(spark, run, tmp_path):
     """Exact duplicates have Jaccard 1, so near dedup already removes them: the two stages commute."""
     docs = docs_frame(spark)
-    exact = ExactDedupStage().annotate(docs, cfg_for(tmp_path))
+    exact, _ = annotate(ExactDedupStage(), docs, cfg_for(tmp_path))
     exact_kept = {r["doc_id"] for r in exact.where(F.col("reason").isNull()).select("doc_id").collect()}
-    after_exact = NearDedupStage().annotate(docs.where(F.col("doc_id").isin(exact_kept)), cfg_for(tmp_path))
+    after_exact, _ = annotate(NearDedupStage(), docs.where(F.col("doc_id").isin(exact_kept)), cfg_for(tmp_path))
     near_alone = kept(run[3])
     assert kept(collect(after_exact)) == near_alone & exact_kept
     long_exact_copies = {i for i in set(CORPUS) - exact_kept if len((CORPUS[i][0] or "").split()) >= N}
@@ -178,16 +182,16 @@ def test_exact_then_near_keeps_what_near_alone_keeps(spark, run, tmp_path):
 
 def test_output_is_identical_across_partitionings_and_checkpoint_modes(spark, run, tmp_path):
     cfg = cfg_for(tmp_path, dedup_checkpoint="reliable")
-    seven = NearDedupStage().annotate(docs_frame(spark).repartition(7), cfg)
+    seven, _ = annotate(NearDedupStage(), docs_frame(spark).repartition(7), cfg)
     assert seven.rdd.getNumPartitions() > 0
     assert collect(seven) == run[3]
     assert sorted(run[2].collect()) == sorted(seven.collect())
 
 
 def test_report(run):
-    stage, cfg, annotated, result = run
-    report = stage.report(annotated, cfg)
-    params = NearDedupParams.from_config(cfg)
+    stage, cfg, annotated, result, stats = run
+    report = stage_report(stage, annotated, cfg, stats)
+    params = NearDedupParams.from_config(cfg.options(NearDedupOptions))
     assert (report["b"], report["r"]) == (params.bands.b, params.bands.r)
     assert list(report["s_curve"]) == [f"{s / 10:.1f}" for s in range(1, 11)]
     # groups: {10,11} {30,31,32} {40,41,42,43} {6,60} {100,101} {110,111}
@@ -213,7 +217,7 @@ def test_verification_stops_a_hub_from_chaining_unrelated_documents(spark):
         [(1, [5, 5, 1, 1, 2, 2, 3, 3]), (2, [5, 5, 9, 9, 8, 8, 7, 7]), (3, [6, 6, 1, 1, 4, 4, 0, 0])],
         "doc_id long, sig array<int>",
     )
-    params = NearDedupParams.from_config(cfg_for("unused", num_perm=8, dedup_fp_weight=0.5, dedup_fn_weight=0.5))
+    params = NearDedupParams.from_config(cfg_for("unused", num_perm=8, dedup_fp_weight=0.5, dedup_fn_weight=0.5).options(NearDedupOptions))
     rows = band_rows(sigs, type(params.bands)(b=4, r=2))
     edges = with_estimates(star_edges(rows, shared_buckets(rows)), sigs, 8).collect()
     assert sorted((e["src"], e["dst"], e["est"]) for e in edges) == [(2, 1, 0.25), (3, 1, 0.25)]
@@ -235,6 +239,6 @@ def test_size_bins():
 
 def test_bad_options_fail_before_any_spark_work(tmp_path):
     with pytest.raises(ValueError, match="dedup-checkpoint"):
-        NearDedupParams.from_config(cfg_for(tmp_path, dedup_checkpoint="sometimes"))
+        NearDedupParams.from_config(cfg_for(tmp_path, dedup_checkpoint="sometimes").options(NearDedupOptions))
     with pytest.raises(ValueError, match="margin"):
-        NearDedupParams.from_config(cfg_for(tmp_path, dedup_margin=0.9))
+        NearDedupParams.from_config(cfg_for(tmp_path, dedup_margin=0.9).options(NearDedupOptions))

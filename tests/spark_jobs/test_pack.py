@@ -17,11 +17,19 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from slm_common.tokenizer import load_tokenizer, worker_tokenizer
-from spark_jobs.config import PipelineConfig
 from spark_jobs.documents import doc_schema
-from spark_jobs.pack import pack_corpus, packing
-from spark_jobs.pack.job import PACK_FIELDS, partition_keys, spark_hash_long, tokenizer_threads, val_shard_count
+from spark_jobs.pack import packing
+from spark_jobs.pack.job import (
+    options_hash,
+    pack_corpus,
+    pack_summary,
+    partition_keys,
+    spark_hash_long,
+    tokenizer_threads,
+    val_shard_count,
+)
 from spark_jobs.pack.packing import Packer, ShardWriter, rows_per_group
+from spark_jobs.pack.stage import PackOptions
 
 BOS, EOS = 100, 101
 
@@ -129,7 +137,7 @@ def test_tokenizer_threads_cover_the_cores(spark):
 # --- the Spark stage ----------------------------------------------------------------------------------------------
 
 SEED = 3
-CFG = dict(input=["unused"], output="unused", seq_len=32, num_shards=3, val_fraction=0.2, seed=SEED)
+CFG = dict(seq_len=32, num_shards=3, val_fraction=0.2, seed=SEED)
 
 
 def corpus() -> list[tuple]:
@@ -152,7 +160,7 @@ def docs(spark):
 @pytest.fixture(scope="module")
 def packed(docs, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("pack") / "packed"
-    pack_corpus(docs.repartition(1), PipelineConfig(**CFG), str(out))
+    pack_corpus(docs.repartition(1), PackOptions(**CFG), str(out))
     return out
 
 
@@ -227,7 +235,7 @@ def test_manifest_totals_equal_the_data(packed, tokenizer):
     manifest = manifest_of(packed)
     assert (manifest["seq_len"], manifest["seed"], manifest["vocab_size"]) == (32, SEED, len(tokenizer))
     assert (manifest["bos_id"], manifest["eos_id"], manifest["pad_id"]) == (50257, 50257, 50259)
-    assert manifest["config_hash"] == PipelineConfig(**CFG).hash(*PACK_FIELDS)
+    assert manifest["config_hash"] == options_hash(PackOptions(**CFG))
     totals = manifest["totals"]
     assert [s["file"] for s in manifest["shards"]["train"]] == [f"train/part-0000{i}.parquet" for i in range(3)]
     assert [s["file"] for s in manifest["shards"]["val"]] == ["val/part-00000.parquet"]
@@ -250,7 +258,7 @@ def test_manifest_totals_equal_the_data(packed, tokenizer):
 
 
 def test_reruns_are_byte_identical_whatever_the_input_partitioning(packed, docs, tmp_path):
-    pack_corpus(docs.repartition(5), PipelineConfig(**CFG), str(tmp_path / "again"))
+    pack_corpus(docs.repartition(5), PackOptions(**CFG), str(tmp_path / "again"))
     assert tree_digest(tmp_path / "again") == tree_digest(packed)
 
 
@@ -259,7 +267,7 @@ def test_a_local_tokenizer_directory_packs_the_same_ids_and_replaces_stale_outpu
     out = tmp_path / "packed"
     (out / "train").mkdir(parents=True)
     (out / "train" / "part-00099.parquet").write_bytes(b"stale shard of an earlier run with more shards")
-    pack_corpus(docs, PipelineConfig(**CFG, tokenizer=str(tmp_path / "tok")), str(out))
+    pack_corpus(docs, PackOptions(**CFG, tokenizer=str(tmp_path / "tok")), str(out))
     assert manifest_of(out)["tokenizer"] == str(tmp_path / "tok")
     assert tree_digest(out).keys() == tree_digest(packed).keys()
     shards = {name: digest for name, digest in tree_digest(packed).items() if name.endswith(".parquet")}
@@ -286,7 +294,7 @@ def test_empty_shards_get_empty_files(spark, tmp_path):
     schema = doc_schema(T.StringType())
     docs = spark.createDataFrame([(f"doc-{i}", "word " * 40, "text", "s", None, None, None) for i in range(3)], schema)
     out = tmp_path / "packed"
-    summary = pack_corpus(docs, PipelineConfig(**{**CFG, "num_shards": 8, "val_fraction": 0.0}), str(out))
+    summary = pack_summary(pack_corpus(docs, PackOptions(**{**CFG, "num_shards": 8, "val_fraction": 0.0}), str(out)))
     manifest = manifest_of(out)
     assert manifest["shards"]["val"] == [] and summary["val"]["shards"] == 0
     counts = [s["documents"] for s in manifest["shards"]["train"]]
