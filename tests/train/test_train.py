@@ -169,7 +169,7 @@ def sync_args(packed: Path, run: Path, batch: int) -> list[str]:
 def test_two_processes_train_like_one_process_on_the_global_batch(packed: Path, tmp_path: Path) -> None:
     """Two gloo processes with batch 4 end with the weights of one process with batch 8 on the same global batches.
 
-    The batches match in the default (shuffled) order: the order is a function of the seed alone, and rank ``r`` of
+    The batches match in the default (shuffled) order: the order is a function of ``--seed`` alone, and rank ``r`` of
     ``W`` reads positions ``r, r + W, ...`` of each global batch, so ranks 0 and 1 together read exactly the 8
     positions the single process reads at each step. Every sequence has the same number of labels, so the mean of
     the two ranks' mean losses is the 8-sequence mean loss, and synchronised gradients are the 8-sequence gradients.

@@ -103,7 +103,7 @@ def test_shuffle_per_epoch(packed: Path) -> None:
     e0, e1 = epoch(order, 0), epoch(order, 1)
     assert sorted(e0) == sorted(e1) == list(range(n))
     assert e0 != e1
-    assert e0 == epoch(GlobalOrder(index, seed=0), 0)  # deterministic for the seed
+    assert e0 == epoch(GlobalOrder(index, seed=0), 0)  # deterministic for a given seed
     assert e0 != epoch(GlobalOrder(index, seed=1), 0)
     assert epoch(GlobalOrder(index, shuffle=False), 0) == list(range(n))
     # windows mix row groups: a batch is not drawn from a single row group
