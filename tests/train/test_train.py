@@ -1,7 +1,8 @@
 """End-to-end runs of ``python -m train`` and ``accelerate launch -m train`` on CPU with a tiny OPT model.
 
 One uninterrupted single-process run is the reference: the killed-and-resumed run must reproduce its batches bit for
-bit, and the two-process runs must read the same global order, split between the ranks.
+bit, and the two-process runs must read the same global order, split between the ranks. Separately, two processes
+with half the batch must train to the weights of one process, which holds only if their gradients are synchronised.
 """
 
 from __future__ import annotations
