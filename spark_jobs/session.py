@@ -72,9 +72,8 @@ def get_spark(
         builder.config("spark.sql.execution.arrow.pyspark.enabled", "true")
         .config("spark.sql.execution.arrow.maxRecordsPerBatch", str(ARROW_BATCH_ROWS))
         .config("spark.python.worker.reuse", "true")
-        # Over TCP, every Python task waited about 40 ms for its first Arrow batch (most likely Nagle's algorithm meeting
-        # the worker's delayed ACK): 40 ms of each pack shard task that tokenizes for about a second, and most of a
-        # small cleaning task. A Unix domain socket (JVM and Python worker are always on one host) has no such wait.
+        # Over TCP, every Python task waited tens of milliseconds for its first Arrow batch (most likely Nagle's
+        # algorithm meeting the worker's delayed ACK), much of a small cleaning task. A Unix domain socket (JVM and Python worker are always on one host) has no such wait.
         .config("spark.python.unix.domain.socket.enabled", "true")
     )
     spark = builder.getOrCreate()

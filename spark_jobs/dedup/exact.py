@@ -32,8 +32,8 @@ TOP_GROUPS = 10
 def normalize_whitespace(texts: pa.Array | pa.ChunkedArray) -> list[bytes]:
     """``" ".join(text.split())`` of each text as UTF-8 (a null text is empty).
 
-    Python's own split, so "whitespace" is exactly ``str.split``'s; on 13 MB of mostly code it also took less CPU than
-    Arrow's ``utf8_split_whitespace`` + ``binary_join`` (0.08 vs 0.10 s), whose whitespace set differs slightly.
+    Python's own split, so "whitespace" is exactly ``str.split``'s (Arrow's ``utf8_split_whitespace`` +
+    ``binary_join`` uses a slightly different set, and was not faster: docs/benchmarks.md).
     """
     return [" ".join(text.split()).encode() if text else b"" for text in texts.to_pylist()]
 

@@ -1,6 +1,6 @@
 """MinHash signatures of word n-gram sets, vectorised over a batch of documents, and the LSH band choice.
 
-Similarity (SPEC.md): the Jaccard index of the sets of word n-grams of ``text.lower().split()``; a document with
+Similarity (the usual MinHash-dedup definition): the Jaccard index of the sets of word n-grams of ``text.lower().split()``; a document with
 fewer than n words has no n-grams and is never a near-duplicate.
 
 Why not call datasketch per document: ``MinHash.update_batch`` hashes every shingle with a Python call (SHA-1 by

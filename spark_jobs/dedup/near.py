@@ -1,6 +1,6 @@
 """Near-duplicate removal: MinHash LSH candidates, verified edges, connected components, keep each component's min.
 
-Definitions (SPEC.md): similarity is the Jaccard index of the word n-gram sets of the lowercased, whitespace-split
+Definitions: similarity is the Jaccard index of the word n-gram sets of the lowercased, whitespace-split
 text; a document with fewer than n words is never a near-duplicate (it gets no signature, so no edge); each
 connected component of the near-duplicate graph keeps its smallest ``doc_id`` and the others are removed with
 ``reason = near_duplicate`` and ``duplicate_of`` = that kept ``doc_id``.
@@ -20,10 +20,9 @@ How, and why this way:
    (0.02/0.98 gives b=17, r=7 at 0.8 and 128 permutations: candidacy 0.98 at s=0.8, against 0.40 for the
    neutral 0.5/0.5 choice b=9, r=13), because false positives cost one verification each and false negatives are
    duplicates left in the corpus. The default margin is 0: the estimate is unbiased, so the verified graph is a
-   sampled version of the SPEC's graph (pairs at or above the threshold). A positive margin admits pairs below the
-   threshold, and connected components turn those into longer chains: on the benchmark corpus (bench/) margin 0.1
-   raised recall from 0.997 to 0.9999 but dropped precision (removed documents with a kept one at Jaccard >= 0.7)
-   from 0.999 to 0.963.
+   sampled version of the defined graph (pairs at or above the threshold). A positive margin admits pairs below the
+   threshold, and connected components turn those into longer chains: recall rises a little and precision drops
+   much more (docs/benchmarks.md, near-dedup quality).
 4. **Components** (:mod:`.components`): large-star/small-star on the verified edges, checkpointed each round.
 
 Decided behaviour for chains: A~B and B~C (both at or above the threshold) but A and C below it. Connected

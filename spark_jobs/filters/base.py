@@ -1,7 +1,7 @@
 """The building blocks every document filter shares: a lazily analysed document and the filter unit protocol.
 
 Filters are small named units (datatrove style): each does one job, has a ``name`` that the report counts removals
-by, and a ``reason`` from SPEC.md. A unit looks at a :class:`DocView`, whose splits (lines, paragraphs, words, word
+by, and a ``reason`` (``too_short``, ``repetition``, ...). A unit looks at a :class:`DocView`, whose splits (lines, paragraphs, words, word
 n-grams) are computed on first use and then shared, so a chain of ten filters splits a document once; on a batch,
 :mod:`spark_jobs.filters.batch` measures all documents at once instead.
 """
@@ -55,9 +55,9 @@ class DocView:
     """One document's text with its splits and measures computed on demand and cached.
 
     Definitions (shared by every filter, so that e.g. "lines" means the same thing everywhere):
-    ``lines`` split on ``\\n`` (blank ones included, as the seed counts them); ``nonempty_lines`` drop the empty
+    ``lines`` split on ``\\n`` (blank ones included, as the "Pretraining LLMs" course counts them); ``nonempty_lines`` drop the empty
     ones, which equals Gopher's split on ``\\n+``; ``nonblank_lines`` also drop whitespace-only lines (for code);
-    ``paragraphs`` split the stripped text on ``\\n{2,}`` (seed and Gopher); words split on any whitespace, like
+    ``paragraphs`` split the stripped text on ``\\n{2,}`` (the course and Gopher); words split on any whitespace, like
     ``str.split()``.
 
     The units read the measures (``line_lengths``, the ``*_segments`` counts, ``ngrams``), not the splits. A batch

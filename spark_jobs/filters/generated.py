@@ -16,7 +16,7 @@ _NOT_ASCII_ALNUM = bytes(c for c in range(256) if not (c < 128 and chr(c).isalnu
 
 def alnum_chars(text: str) -> int:
     """Characters of ``text`` with ``str.isalnum()``, counted in C: ``bytes.translate`` deletes the others among
-    ASCII; a non-ASCII character is judged once per distinct code point (a regex over the text is 8x slower)."""
+    ASCII; a non-ASCII character is judged once per distinct code point (much faster than a regex over the text)."""
     if text.isascii():
         return len(text.encode("ascii").translate(None, _NOT_ASCII_ALNUM))
     code_points = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)

@@ -1,4 +1,4 @@
-"""Length filters (reason ``too_short``): the seed's line rules and a word minimum for prose; size minima for code."""
+"""Length filters (reason ``too_short``): the "Pretraining LLMs" course's line rules and a word minimum for prose; size minima for code."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ _ASCII_WHITESPACE = bytes(c for c in range(128) if chr(c).isspace())
 
 
 class MinLines(LowerBound):
-    """The seed's first rule: a text with fewer than ``minimum`` lines (blank lines count) is too short."""
+    """The "Pretraining LLMs" course's first rule: a text with fewer than ``minimum`` lines (blank lines count) is too short."""
 
     name = "min_lines"
     reason = REASON_TOO_SHORT
@@ -24,7 +24,7 @@ class MinLines(LowerBound):
 
 
 class LongestLines(LowerBound):
-    """The seed's second rule: the ``count`` longest lines must each have at least ``minimum`` characters.
+    """The "Pretraining LLMs" course's second rule: the ``count`` longest lines must each have at least ``minimum`` characters.
 
     Measured as the length of the ``count``-th longest line, i.e. the text needs ``count`` lines of that length;
     a few real lines padded with near-empty ones (``"a\\nb\\n\\nSome text"``) is a fragment, not a document.
@@ -42,7 +42,7 @@ class LongestLines(LowerBound):
 
 
 class MinWords(LowerBound):
-    """Prose needs a few words: three lines of "ok" pass the seed's rules but teach a model nothing.
+    """Prose needs a few words: three lines of "ok" pass the course's line rules but teach a model nothing.
 
     Words are whitespace-separated tokens; Chinese and Japanese are written without spaces, so there each Han or
     kana character counts as a word too (counted only when the tokens alone fall short, which keeps it cheap).

@@ -1,4 +1,4 @@
-"""Repetition filters (reason ``repetition``): the seed's paragraph rule and Gopher's line and n-gram rules for prose,
+"""Repetition filters (reason ``repetition``): the "Pretraining LLMs" course's paragraph rule and Gopher's line and n-gram rules for prose,
 and a duplicate-line share for code.
 
 Gopher (Rae et al. 2021, table A1) and datatrove's ``GopherRepetitionFilter`` define the measures; every share is a
@@ -43,7 +43,7 @@ class DuplicateSegments(DocFilter):
 
 
 class DuplicateParagraphs(DuplicateSegments):
-    """The seed's repetition rule, which is also Gopher's first: paragraphs split on blank lines."""
+    """The "Pretraining LLMs" course's repetition rule, which is also Gopher's first: paragraphs split on blank lines."""
 
     name = "dup_para"
     reason = REASON_REPETITION

@@ -1,6 +1,6 @@
 """The pack stage on Spark: shuffle documents into seeded shards, then tokenize, pack and write each on an executor.
 
-Layout of ``packed/`` (SPEC.md): ``train/part-NNNNN.parquet`` (``--num-shards`` files), ``val/part-NNNNN.parquet``
+Layout of ``packed/``: ``train/part-NNNNN.parquet`` (``--num-shards`` files), ``val/part-NNNNN.parquet``
 (:func:`val_shard_count` files), ``tokenizer/`` (``save_pretrained``), ``manifest.json`` (written last, so its
 presence means every shard it lists is complete).
 
@@ -22,9 +22,8 @@ The job is one shuffle and one ``mapInArrow``:
 
 Tokenizing where the shard is packed saves what tokenizing in a stage of its own costs: a second shuffle, sending
 every id from Python to the JVM, shuffling and sorting twice the bytes of the text, and sending the ids back to
-Python (``bench/bench_pack.py`` on a 2-core machine measured that design at 58-68% of the raw tokenizer's
-throughput, and this one at 74-83% when quiet, 85-93% under other load). Shard tasks are few (``--num-shards`` plus validation) while cores may be
-many, so each task's tokenizer gets enough Rust threads for the shard tasks to cover every core
+Python (docs/benchmarks.md compares the two designs against the raw tokenizer). Shard tasks are few
+(``--num-shards`` plus validation) while cores may be many, so each task's tokenizer gets enough Rust threads for the shard tasks to cover every core
 (:func:`tokenizer_threads`); the Python side of a task (id conversion, packing, Parquet) stays on one core, so with
 far more cores than shards, more shards pack faster.
 
@@ -75,7 +74,7 @@ if TYPE_CHECKING:
 
 SPLITS = ("train", "val")
 SHARD_COUNTS = ("sequences", "tokens", "documents")
-"""Per-shard counts in the manifest (SPEC.md names sequences and tokens; documents is extra)."""
+"""Per-shard counts in the manifest (sequences, tokens, and the documents they came from)."""
 
 STATS_SCHEMA = T.StructType(
     [
@@ -128,8 +127,8 @@ def pack_corpus(cleaned: DataFrame, cfg: PackOptions, out_dir: str) -> dict[str,
 
     Replaces any previous ``train/``, ``val/``, ``tokenizer/`` and ``manifest.json`` under ``out_dir``, so stale
     shards of an earlier run with more shards can never be globbed together with the new ones. The tokenizer is
-    loaded, saved and shipped on a second thread while this one has the JVM plan the shuffle: the two took about
-    0.15 s each, one after the other, before the first task could start.
+    loaded, saved and shipped on a second thread while this one has the JVM plan the shuffle: one after the other,
+    both delayed the first task.
     """
     spark = cleaned.sparkSession
     root_uri = storage.spark_path(out_dir)  # absolute: executors run elsewhere
@@ -235,7 +234,7 @@ def tokenizer_threads(sc: SparkContext, partitions: int) -> int:
 def spark_hash_long(value: int, seed: int = 42) -> int:
     """Spark's SQL ``hash`` of one bigint (``Murmur3_x86_32.hashLong``, seed 42): the hash ``repartition`` uses.
 
-    Computed here rather than asked of Spark, which would take a job (about 0.1 s of a small pack's wall clock);
+    Computed here rather than asked of Spark, which would take a job (noticeable in a small pack's wall clock);
     :func:`_pack_partition` checks every row's partition, so a Spark that hashed differently fails loudly.
     """
 
@@ -284,12 +283,11 @@ def _task_tokenizer(task: PackTask) -> Tokenizer:
     """The shipped tokenizer (loaded once per Python worker process, which Spark reuses across tasks), set up so:
 
     - It always encodes on its Rust thread pool (``TOKENIZERS_PARALLELISM=true``), even with one thread: encoding on
-      the Python worker's main thread measured about 1.3x the CPU per token of encoding on any other thread (most
+      the Python worker's main thread costs more CPU per token than encoding on any other thread (most
       likely glibc's main malloc arena, which the Python heap shares). ``RAYON_NUM_THREADS`` sizes the
       pool when the worker first encodes, so a reused worker keeps the size of the first job that encoded in it.
-    - ``gc.freeze()``: PySpark's daemon runs a full ``gc.collect()`` after every task of a reused worker, which
-      measured 40 ms here for the 77k objects that importing pyspark, pandas and pyarrow leaves, once per shard
-      task. Frozen, those objects are skipped, and the collections only scan what later tasks allocate.
+    - ``gc.freeze()``: PySpark's daemon runs a full ``gc.collect()`` after every task of a reused worker, over the
+      tens of thousands of objects that importing pyspark, pandas and pyarrow leaves, once per shard task. Frozen, those objects are skipped, and the collections only scan what later tasks allocate.
     """
     os.environ["TOKENIZERS_PARALLELISM"] = "true"
     os.environ["RAYON_NUM_THREADS"] = str(task.threads)
@@ -347,7 +345,7 @@ def _manifest(
     fs: pafs.FileSystem,
     root: str,
 ) -> dict[str, Any]:
-    """manifest.json (SPEC.md) from the stats rows; writes the empty file of every shard that had no documents."""
+    """manifest.json from the stats rows; writes the empty file of every shard that had no documents."""
     by_file = {row["file"]: row for row in stats}
     shards: dict[str, list[dict[str, Any]]] = {}
     totals: dict[str, Any] = {}

@@ -24,7 +24,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 SEQUENCE_SCHEMA = pa.schema([pa.field("input_ids", pa.list_(pa.int32()))])
-"""The packed Parquet schema (SPEC.md): one column ``input_ids``, list<int32>, exactly ``seq_len`` per row."""
+"""The packed Parquet schema: one column ``input_ids``, list<int32>, exactly ``seq_len`` per row."""
 
 ROW_GROUP_BYTES = 4 << 20
 """Target row-group size: a reader streams a shard one row group at a time, so a few MB keeps readers lean."""
@@ -99,8 +99,8 @@ class ShardWriter:
 
     Rows are buffered until a whole group is there, so the file layout depends only on the sequences, never on the
     batches they arrived in (byte-identical reruns). Ids are stored plain and zstd-compressed, without Parquet's
-    dictionary encoding: with a 50k-token vocabulary the dictionary measured both slower to write (18 vs 12 ns per
-    token) and larger (10.7 vs 8.6 MB for 15.5 M tokens) than zstd alone. The file is written under a temporary name
+    dictionary encoding: with a 50k-token vocabulary the dictionary was both slower to write and larger than zstd
+    alone (docs/benchmarks.md). The file is written under a temporary name
     and renamed when closed, so a failed or retried Spark task never leaves a half-written shard under the final
     name. Use it as a context manager: an exception deletes the temporary file.
     """
