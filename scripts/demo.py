@@ -1,21 +1,62 @@
 """``make demo``: the whole path on the embedded default corpus, on this machine, in a few minutes.
 
 clean -> dedup -> pack (Spark, local mode) -> init a small OPT model -> train briefly -> resize the trained model.
-Everything lands under ``out/demo/``.
+Everything lands under ``out/demo/`` (``--output DIR`` elsewhere).
+
+``--small`` (or ``SLM_DEMO_SMALL=1``) runs the same steps at test scale, in well under a minute: a cut of the corpus
+that still gives every stage work (the first prose documents, the whole fixture, one standard-library package), a
+2-layer model, a few training steps. ``make test`` runs it (tests/test_demo.py), so the README's main command cannot
+break unnoticed.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "out" / "demo"
-SMALL_MODEL = ["--layers", "4", "--hidden", "128", "--heads", "4", "--ffn", "512", "--positions", "64"]
+
+
+@dataclass(frozen=True)
+class Scale:
+    """How big each step is."""
+
+    model: tuple[str, ...]
+    resize_layers: int
+    train: tuple[str, ...]
+    pack: tuple[str, ...]
+    prose_docs: int | None = None
+    """Keep only this many prose documents (None: all)."""
+    code_packages: tuple[str, ...] | None = None
+    """Keep only these standard-library packages as code (None: the whole demo set)."""
+
+
+FULL = Scale(
+    model=("--layers", "4", "--hidden", "128", "--heads", "4", "--ffn", "512", "--positions", "64"),
+    resize_layers=6,
+    train=("--max-steps", "60", "--batch-size", "8", "--lr", "1e-3", "--warmup-steps", "5", "--eval-every", "20",
+           "--save-every", "30"),
+    pack=("--seq-len", "32", "--num-shards", "4", "--val-fraction", "0.05"),
+)
+SMALL = Scale(
+    model=("--layers", "2", "--hidden", "64", "--heads", "2", "--ffn", "128", "--positions", "64"),
+    resize_layers=3,
+    train=("--max-steps", "6", "--batch-size", "4", "--lr", "1e-3", "--warmup-steps", "2", "--eval-every", "3",
+           "--eval-batches", "2", "--save-every", "3", "--log-every", "1", "--num-workers", "0"),
+    pack=("--seq-len", "32", "--num-shards", "2", "--val-fraction", "0.2", "--master", "local[2]"),
+    prose_docs=40,
+    code_packages=("json",),
+)
+"""Test scale. A fifth of the documents go to val: the split is by doc id, which hashes the input path, so with
+50-odd documents a 5% share would leave val empty for some output folders."""
 
 
 def step(title: str, argv: list[str]) -> None:
@@ -25,36 +66,65 @@ def step(title: str, argv: list[str]) -> None:
     print(f"--- {title}: {time.time() - started:.0f} s", flush=True)
 
 
-def main() -> None:
+def cut_corpus(inputs: list[str], scale: Scale) -> list[str]:
+    """The corpus at ``scale``, in place: the first ``prose_docs`` prose documents, the fixture whole, and of the
+    code only ``code_packages`` plus the loose files (the binary and Latin-1 ones the fixture relies on)."""
+    prose, _fixture, code = (Path(p) for p in inputs)
+    if scale.prose_docs is not None:
+        lines = prose.read_bytes().splitlines(keepends=True)
+        prose.write_bytes(b"".join(lines[: scale.prose_docs]))
+    if scale.code_packages is not None:
+        for lib in code.iterdir():
+            for entry in lib.iterdir():
+                if entry.is_dir() and entry.name not in scale.code_packages:
+                    shutil.rmtree(entry)
+    return inputs
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--output", type=Path, default=OUT, help="where everything goes (default: %(default)s)")
+    p.add_argument(
+        "--small",
+        action="store_true",
+        default=os.environ.get("SLM_DEMO_SMALL", "") not in ("", "0"),
+        help="test scale: a cut of the corpus, a 2-layer model, a few steps (also SLM_DEMO_SMALL=1)",
+    )
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    scale, out = (SMALL if args.small else FULL), args.output.resolve()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    corpus = OUT / "corpus"
+    corpus = out / "corpus"
     sys.path.insert(0, str(ROOT))
     from spark_jobs.demo_corpus import write_demo_corpus
 
-    inputs = write_demo_corpus(str(corpus))
+    inputs = cut_corpus(write_demo_corpus(str(corpus)), scale)
     print(f"default corpus written to {corpus}: {', '.join(inputs)}")
-    data = OUT / "data"
+    data = out / "data"
     step("data pipeline (Spark)", ["-m", "spark_jobs.pipeline", "--input", *inputs, "--output", str(data),
-                                   "--seq-len", "32", "--num-shards", "4", "--val-fraction", "0.05"])
+                                   *scale.pack])
     report = json.loads((data / "report.json").read_text())
     print(f"report: {data / 'report.json'}; removed by stage: "
           + ", ".join(f"{k}={v.get('removed_by_reason')}" for k, v in report["stages"].items() if "docs_in" in v))
     if not (ROOT / "model_surgery" / "__main__.py").exists() or not (ROOT / "train" / "__main__.py").exists():
         return
-    model = OUT / "model-init"
-    step("random init (model_surgery)", ["-m", "model_surgery", "init", "--preset", "opt-125m", *SMALL_MODEL,
+    model = out / "model-init"
+    step("random init (model_surgery)", ["-m", "model_surgery", "init", "--preset", "opt-125m", *scale.model,
                                          "--output", str(model)])
-    run = OUT / "run"
+    run = out / "run"
     step("train (python -m train)", ["-m", "train", "--data", str(data / "packed"), "--model", str(model),
-                                     "--output", str(run), "--max-steps", "60", "--batch-size", "8", "--lr", "1e-3",
-                                     "--warmup-steps", "5", "--eval-every", "20", "--save-every", "30"])
+                                     "--output", str(run), *scale.train])
     metrics = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     losses = [m["loss"] for m in metrics if "loss" in m]
     print(f"loss: {losses[0]:.3f} -> {losses[-1]:.3f} over {len(losses)} logged steps")
     print(f"run: {run}  plot: {run / 'loss.png'}  final model: {run / 'final'}")
-    step("resize 4 -> 6 layers (dus)", ["-m", "model_surgery", "resize", "--model", str(run / "final"),
-                                        "--layers", "6", "--output", str(OUT / "model-6-layers")])
+    layers = scale.resize_layers
+    step(f"resize to {layers} layers (dus)", ["-m", "model_surgery", "resize", "--model", str(run / "final"),
+                                             "--layers", str(layers), "--output", str(out / f"model-{layers}-layers")])
 
 
 if __name__ == "__main__":
