@@ -117,7 +117,7 @@ def score(texts: list[str], kept: list[np.ndarray], n: int, threshold: float) ->
         unjustified = int((removed & ~justified).sum())
         recall = 1 - missed / max(1, int(true.sum()))
         precision = 1 - unjustified / max(1, int(removed.sum()))
-        detail = f"{missed} of {int(true.sum())} pairs missed, {unjustified} of {int(removed.sum())} removals unjustified"
+        detail = f"{missed} of {true.sum()} pairs missed, {unjustified} of {removed.sum()} removals unjustified"
         results.append((recall, precision, detail))
     return results
 

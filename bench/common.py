@@ -24,7 +24,8 @@ def corpus(work: Path, scale: int) -> list[str]:
     raw = work / "demo"
     subprocess.run([sys.executable, "-m", "spark_jobs.demo_corpus", str(raw), "--scale", str(scale)], cwd=ROOT,
                    check=True, stdout=subprocess.DEVNULL)  # fmt: skip
-    groups = [[*sorted(raw.glob("*.jsonl")), raw / "code"], *(sorted(m.iterdir()) for m in sorted(raw.glob("mirror-*")))]
+    mirrors = [sorted(m.iterdir()) for m in sorted(raw.glob("mirror-*"))]
+    groups = [[*sorted(raw.glob("*.jsonl")), raw / "code"], *mirrors]
     paths, next_id = [], 0
     for index, group in enumerate(groups):
         target = work / f"part-{index:03d}.jsonl"

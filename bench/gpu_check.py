@@ -38,7 +38,7 @@ FLAGS = {"eager": [], "compile": ["--compile"], "gc": ["--gradient-checkpointing
 
 def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--smoke", action="store_true", help="tiny model, seq 64, batch 2, 10 steps; ours eager and gc, the Trainer eager (CPU)")
+    p.add_argument("--smoke", action="store_true", help="tiny sizes, for the CPU: seq 64, batch 2, 10 steps")
     p.add_argument("--variants", default="eager,compile,gc", help="ours, in order")
     p.add_argument("--hf-variants", default="eager,gc", help="the Trainer's, each right after ours")
     p.add_argument("--batch", type=int, default=16)
@@ -206,8 +206,9 @@ def main() -> None:
 
     device = torch.cuda.get_device_name(0) if args.cuda else "cpu"
     shape = f"opt-125m{' with ' + args.model_overrides if args.model_overrides else ''}"
-    print(f"{device}, torch {torch.__version__}, transformers {transformers.__version__}; {shape}, seq {args.seq_len}, "
-          f"batch {args.batch}, {args.mixed_precision}, {args.steps} steps (tokens/s after {args.skip})", flush=True)  # fmt: skip
+    print(f"{device}, torch {torch.__version__}, transformers {transformers.__version__}; {shape}, "
+          f"seq {args.seq_len}, batch {args.batch}, {args.mixed_precision}, {args.steps} steps (tokens/s after "
+          f"{args.skip})", flush=True)  # fmt: skip
     work = Path(tempfile.mkdtemp(prefix="gpu-check-"))
     data = write_data(work, args)
     results: dict[str, dict[str, Any]] = {}
@@ -229,8 +230,8 @@ def main() -> None:
     print(f"done in {time.monotonic() - started:.0f} s")
     if args.out:
         args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / "results.json").write_text(json.dumps({"device": device, "args": vars(args) | {"out": str(args.out)},
-                                                           "results": results}, indent=1))  # fmt: skip
+        record = {"device": device, "args": vars(args) | {"out": str(args.out)}, "results": results}
+        (args.out / "results.json").write_text(json.dumps(record, indent=1))
 
 
 if __name__ == "__main__":
