@@ -23,6 +23,7 @@ import argparse
 import importlib.util
 import json
 import math
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -228,6 +229,10 @@ def main() -> None:
         print(line(name, results), flush=True)
     print(f"\n{header}\n" + "\n".join(line(name, results) for name in results))
     print(f"done in {time.monotonic() - started:.0f} s")
+    if any("error" in r for r in results.values()):
+        print(f"logs and runs kept in {work}")
+    else:
+        shutil.rmtree(work)  # the runs' final/ models
     if args.out:
         args.out.mkdir(parents=True, exist_ok=True)
         record = {"device": device, "args": vars(args) | {"out": str(args.out)}, "results": results}

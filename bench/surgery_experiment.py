@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -100,6 +101,7 @@ def main() -> None:
     record = {"args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}}
     args.out.with_suffix(".json").write_text(json.dumps(record | {"base": base, "curves": curves}, indent=1))
     print(f"wrote {args.out} and {args.out.with_suffix('.json')}")
+    shutil.rmtree(work)
 
 
 if __name__ == "__main__":
