@@ -45,9 +45,10 @@ def test_position_id_is_stable_and_signed():
 def test_local_driver_jvm_runs_with_the_configured_options(spark):
     """The quick-JIT default reaches the JVM that get_spark started (not only the conf), and the pipeline's config
     carries it; it changes how a run executes, never what it produces."""
-    from spark_jobs.config import EXECUTION_ONLY, LOCAL_JAVA_OPTIONS, PipelineConfig
+    from spark_jobs.config import PipelineConfig, option_fields
+    from spark_jobs.session import LOCAL_JAVA_OPTIONS
 
     mx = spark.sparkContext._jvm.java.lang.management.ManagementFactory.getRuntimeMXBean()
     assert set(LOCAL_JAVA_OPTIONS.split()) <= set(mx.getInputArguments())
     assert PipelineConfig(input=["x"], output="y").driver_java_options == LOCAL_JAVA_OPTIONS
-    assert "driver_java_options" in EXECUTION_ONLY
+    assert option_fields()["driver_java_options"].metadata["execution_only"]
