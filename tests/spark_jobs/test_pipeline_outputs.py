@@ -10,9 +10,8 @@ One generated corpus, one pipeline run (module fixture), several checks:
 * documents of each generated category end where they must (German text removed for language, ...);
 * ``cleaned/`` and ``removed/``, read file by file in file-name order, list the documents in input order.
 
-The input spans three Parquet files cut in small row groups and a JSONL file (17 read units, more than the 8 tasks
-the 2-core session cuts them into), and ids are a random permutation, so neither a shuffle nor a sort by id can pass
-for input order.
+The input spans three Parquet files cut in row groups of 8 rows and a JSONL file (13 read units, read by several
+tasks), and ids are a random permutation, so neither a shuffle nor a sort by id can pass for input order.
 """
 
 from __future__ import annotations
