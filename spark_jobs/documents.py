@@ -74,7 +74,12 @@ def apply_removals(docs: DataFrame, removals: DataFrame) -> DataFrame:
 
 def hint_small(removals: DataFrame, rows: int) -> DataFrame:
     """``removals`` marked for broadcast when it has at most :data:`BROADCAST_ROWS` rows."""
-    return F.broadcast(removals) if rows <= BROADCAST_ROWS else removals
+    return F.broadcast(removals) if is_small(rows) else removals
+
+
+def is_small(rows: int) -> bool:
+    """Whether a removal table of ``rows`` rows is broadcast to its joins (:data:`BROADCAST_ROWS`)."""
+    return rows <= BROADCAST_ROWS
 
 
 def position_id(source: str, position: int) -> int:

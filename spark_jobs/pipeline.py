@@ -35,8 +35,9 @@ from pyspark.sql import types as T
 from spark_jobs import cache, storage
 from spark_jobs.batches import CHARS, group_counts
 from spark_jobs.config import PipelineConfig
-from spark_jobs.documents import ANNOTATIONS, DOC_COLUMNS, REASON_INVALID, hint_small
+from spark_jobs.documents import ANNOTATIONS, DOC_COLUMNS, REASON_INVALID, hint_small, is_small
 from spark_jobs.ingest import IngestOptions, InputError, ingest, plan_sources
+from spark_jobs.ordered import ORDER, part_files, read_in_order, sorted_by_order
 from spark_jobs.session import get_spark
 from spark_jobs.stage import CorpusStage, RowStage, StageView
 
@@ -145,20 +146,27 @@ def run(cfg: PipelineConfig, spark: SparkSession | None = None) -> dict[str, Any
             )
             removals.append((found, count))
 
-        # The annotated copy with all removals -> cleaned/ and removed/. No shuffle when the removals are broadcast:
-        # rows keep the input's order, so equal inputs give equal rows in equal order whatever the partitioning.
-        cleaned, removed = kept.select(*DOC_COLUMNS), annotated.select(*DOC_COLUMNS, *ANNOTATIONS)
+        # The annotated copy with all removals -> cleaned/ and removed/, in the input's order: the copy is read back
+        # part file by part file, and the removals are broadcast (no shuffle) or the rows are sorted back.
+        first = stage_dir(out, f"00-{fused}")
+        ordered = read_in_order(spark, first, annotated.schema)
+        cleaned = ordered.where(F.col("reason").isNull()).select(*DOC_COLUMNS, ORDER)
+        removed = ordered.select(*DOC_COLUMNS, *ANNOTATIONS, ORDER)
         if removals:
             decided = union(removals).select("doc_id", *(F.col(c).alias(f"_{c}") for c in ANNOTATIONS))
             cleaned = cleaned.join(decided, "doc_id", "left_anti")
             removed = removed.join(decided, "doc_id", "left").select(
-                *DOC_COLUMNS, *(F.coalesce(F.col(c), F.col(f"_{c}")).alias(c) for c in ANNOTATIONS)
+                *DOC_COLUMNS, *(F.coalesce(F.col(c), F.col(f"_{c}")).alias(c) for c in ANNOTATIONS), ORDER
             )
+        removed = removed.where(F.col("reason").isNotNull())
+        if is_small(sum(count for _, count in removals)):
+            cleaned, removed = cleaned.drop(ORDER), removed.drop(ORDER)
+        else:
+            parts = len(part_files(first))
+            cleaned, removed = sorted_by_order(cleaned, parts), sorted_by_order(removed, parts)
         cleaned_path, removed_path = storage.join(out, "cleaned"), storage.join(out, "removed")
         cleaned_job = pool.submit(cached, spark, cleaned_path, key, lambda: (cleaned, {}))
-        removed_job = pool.submit(
-            cached, spark, removed_path, key, lambda: (removed.where(F.col("reason").isNotNull()), {})
-        )
+        removed_job = pool.submit(cached, spark, removed_path, key, lambda: (removed, {}))
 
         counts = counts_job.result()
         owners = [("ingest", (REASON_INVALID,)), *((s.name, s.reasons) for s, _ in rows)]

@@ -92,8 +92,8 @@ def write_multi_source(root: Path) -> list[str]:
     return [str(root / "web.parquet"), str(root / "dump.jsonl.gz"), str(root / "repo")]
 
 
-def rows_digest(folder: Path, ordered: bool = True) -> dict[str, Any]:
-    """Rows of a Parquet directory in file order (the order a reader sees), or sorted, as a SHA-256 and a count."""
+def rows_digest(folder: Path) -> dict[str, Any]:
+    """Rows of a Parquet directory in file order (the order a reader sees), as a SHA-256 and a count."""
     rows = [
         json.dumps(row, sort_keys=True, default=str, ensure_ascii=False)
         for path in sorted(folder.glob("*.parquet"))
@@ -101,17 +101,13 @@ def rows_digest(folder: Path, ordered: bool = True) -> dict[str, Any]:
     ]
     return {
         "rows": len(rows),
-        "sha256": hashlib.sha256("\n".join(rows if ordered else sorted(rows)).encode()).hexdigest(),
+        "sha256": hashlib.sha256("\n".join(rows).encode()).hexdigest(),
     }
 
 
 def digest(out: Path) -> dict[str, Any]:
     """What a run wrote: cleaned/ and removed/ rows, every packed shard's rows in order, the manifest, the tokenizer
-    files and the report's figures (without timings, reuse flags and the config echo).
-
-    cleaned/ and removed/ are compared as sets of rows: their row order is not yet reproducible from run to run
-    (Spark reads a stage's part files back largest first, and equally large parts in listing order).
-    """
+    files and the report's figures (without timings, reuse flags and the config echo)."""
     report = json.loads((out / "report.json").read_text())
     stages = {
         name: {k: v for k, v in stage.items() if k not in ("reused", "seconds")}
@@ -119,8 +115,8 @@ def digest(out: Path) -> dict[str, Any]:
     }
     packed = out / "packed"
     return {
-        "cleaned": rows_digest(out / "cleaned", ordered=False),
-        "removed": rows_digest(out / "removed", ordered=False),
+        "cleaned": rows_digest(out / "cleaned"),
+        "removed": rows_digest(out / "removed"),
         "packed": {split: rows_digest(packed / split) for split in ("train", "val")},
         "manifest": json.loads((packed / "manifest.json").read_text()),
         "tokenizer": {

@@ -20,12 +20,14 @@ import json
 import random
 import re
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from spark_jobs import documents
 from spark_jobs.config import PipelineConfig
 from spark_jobs.pipeline import run
 from tests.spark_jobs.generated_docs import de_sentence, en_sentence, fr_sentence, mutate, prose, python_module
@@ -160,10 +162,8 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     return {"inputs": [str(parquet_dir), str(jsonl_path)], "records": records}
 
 
-@pytest.fixture(scope="module")
-def result(spark, corpus: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+def run_and_read(spark, corpus: dict[str, Any], out: Path) -> dict[str, Any]:
     """One run; the written outputs read back with pyarrow, each folder's files in file-name order."""
-    out = tmp_path_factory.mktemp("outputs-run") / "out"
     argv = ["--input", *corpus["inputs"], "--output", str(out), "--stages", ",".join(STAGES)]
     returned = run(PipelineConfig.from_args(argv), spark)
 
@@ -180,6 +180,25 @@ def result(spark, corpus: dict[str, Any], tmp_path_factory: pytest.TempPathFacto
         "removed": removed,
         "files": (cleaned_files, removed_files),
     }
+
+
+@pytest.fixture(scope="module")
+def result(spark, corpus: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    return run_and_read(spark, corpus, tmp_path_factory.mktemp("outputs-run") / "out")
+
+
+@pytest.fixture(scope="module")
+def shuffled_result(spark, corpus: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """The same run with every removal table taken as too large to broadcast (by the pipeline and by Spark's own
+    size threshold), so the final joins shuffle the documents."""
+    threshold = spark.conf.get("spark.sql.autoBroadcastJoinThreshold")
+    spark.conf.set("spark.sql.autoBroadcastJoinThreshold", "-1")
+    try:
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(documents, "BROADCAST_ROWS", -1)
+            return run_and_read(spark, corpus, tmp_path_factory.mktemp("shuffled-run") / "out")
+    finally:
+        spark.conf.set("spark.sql.autoBroadcastJoinThreshold", threshold)
 
 
 def test_input_is_cleaned_plus_removed(result: dict[str, Any], corpus: dict[str, Any]) -> None:
@@ -252,17 +271,17 @@ def test_generated_categories_end_where_they_must(result: dict[str, Any], corpus
     assert all(r["lang"] == "en" for r in result["cleaned"] if r["kind"] == "text")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="product bug: the first stage's copy (_stages/00-*) is read back with spark.read.parquet, whose file "
-    "planning sorts files by size (largest first) and packs several into one task, so cleaned/ and removed/ come out "
-    "in that order, not the input's",
-)
-def test_cleaned_and_removed_keep_the_input_order(result: dict[str, Any], corpus: dict[str, Any]) -> None:
-    """Read in file-name order, each output lists its documents in the order the input has them."""
-    assert min(result["files"]) > 1, "one output file would make the order check weak"
+@pytest.mark.parametrize("which", ["result", "shuffled_result"])
+def test_cleaned_and_removed_keep_the_input_order(which: str, corpus: dict[str, Any], request) -> None:
+    """Read in file-name order, each output lists its documents in the order the input has them, whether the
+    removals were broadcast to the final joins or the documents were shuffled for them."""
+    got_result = request.getfixturevalue(which)
+    assert min(got_result["files"]) > 1, "one output file would make the order check weak"
     position = {d["id"] if d["id"] is not None else d["text"]: i for i, d in enumerate(corpus["records"])}
     for folder in ("cleaned", "removed"):
-        got = [position.get(r["doc_id"], position.get(r["text"])) for r in result[folder]]
+        got = [position.get(r["doc_id"], position.get(r["text"])) for r in got_result[folder]]
         assert None not in got, folder
         assert got == sorted(got), f"{folder}/ is not in input order"
+    if which == "shuffled_result":
+        plain = request.getfixturevalue("result")
+        assert (got_result["cleaned"], got_result["removed"]) == (plain["cleaned"], plain["removed"])
