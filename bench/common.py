@@ -70,7 +70,9 @@ def pipeline(inputs: list[str], output: Path, stages: str, cores: int, *extra: s
             "--stages", stages, "--master", f"local[{cores}]", *extra]  # fmt: skip
 
 
-def measure(cmd: list[str], log: Path, env: dict[str, str] | None = None, interval: float = 0.1) -> dict[str, Any]:
+def measure(
+    cmd: list[str], log: Path, env: dict[str, str] | None = None, interval: float = 0.1, cwd: Path = ROOT
+) -> dict[str, Any]:
     """Run ``cmd`` as a cold process and time it around the process. CPU seconds and peak RSS cover its whole process
     tree (for the pipeline: the driver, the JVM and the Python workers), sampled every ``interval`` seconds: the tree's
     peak is the largest sum of RSS seen at once (shared pages of forked workers count in each), the process peak the
@@ -79,7 +81,7 @@ def measure(cmd: list[str], log: Path, env: dict[str, str] | None = None, interv
     tree_peak = proc_peak = 0
     started = time.perf_counter()
     with log.open("w") as out:
-        proc = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, **(env or {})}, stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(cmd, cwd=cwd, env={**os.environ, **(env or {})}, stdout=out, stderr=subprocess.STDOUT)
         root = psutil.Process(proc.pid)
         while proc.poll() is None:
             total = 0

@@ -1,30 +1,25 @@
 """Reading a directory Spark wrote back in the order it was written, so ``cleaned/`` and ``removed/`` keep the input's.
 
 Ingestion's tasks follow the input (file after file, row group after row group) and each writes one part file of the
-first stage's copy, so that copy, read file by file in name order, is the input's order. ``spark.read.parquet`` does
-not read it so: its file planning sorts files largest first and packs small ones together into one task. Here each
-part file is one task, in name order, read with pyarrow in a Python worker, and every row gets an ``_order`` number
-(file index, row in file) for the cases where a shuffle would lose the order again.
+first stage's copy, so that copy, read file by file in name order, is the input's order. ``spark.read.parquet`` of
+the directory does not read it so: its file planning sorts files largest first and packs small ones together into
+one task. A union of one scan per part file, in name order, does: a union's partitions are its children's, one after
+another, and one file's splits stay in file order. Every row also gets an ``_order`` number (increasing in that
+order) for the cases where a shuffle would lose the order again.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from functools import reduce
 
-import pyarrow as pa
 import pyarrow.fs as pafs
-import pyarrow.parquet as pq
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from spark_jobs import storage
-from spark_jobs.documents import arrow_schema
-from spark_jobs.session import ARROW_BATCH_ROWS
 
 ORDER = "_order"
-FILE_SHIFT = 40
-"""``_order`` = file index << 40 | row in file: up to 2^40 rows per part file and 2^23 part files."""
 
 
 def part_files(directory: str) -> list[str]:
@@ -36,29 +31,12 @@ def part_files(directory: str) -> list[str]:
 
 
 def read_in_order(spark: SparkSession, directory: str, schema: T.StructType) -> DataFrame:
-    """The rows of ``directory`` (written with ``schema``) plus ``_order``, one partition per part file in name
-    order, each in its rows' order."""
+    """The rows of ``directory`` (written with ``schema``) in file-name order and row order, plus ``_order``."""
     files = part_files(directory)
-    out_schema = T.StructType([*schema.fields, T.StructField(ORDER, T.LongType(), False)])
-    target = arrow_schema(out_schema)
-    units = spark.createDataFrame(
-        spark.sparkContext.parallelize(list(enumerate(files)), max(1, len(files))),
-        T.StructType([T.StructField("index", T.LongType()), T.StructField("uri", T.StringType())]),
-    )
-
-    def read(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        for unit in batches:
-            for index, uri in zip(unit.column("index").to_pylist(), unit.column("uri").to_pylist(), strict=True):
-                fs, path = storage.resolve(uri)
-                offset = index << FILE_SHIFT
-                with fs.open_input_file(path) as fh:
-                    for batch in pq.ParquetFile(fh).iter_batches(batch_size=ARROW_BATCH_ROWS, columns=schema.names):
-                        order = pa.array(range(offset, offset + batch.num_rows), pa.int64())
-                        offset += batch.num_rows
-                        arrays = [batch.column(f.name).cast(f.type) for f in list(target)[:-1]]
-                        yield pa.RecordBatch.from_arrays([*arrays, order], schema=target)
-
-    return units.mapInArrow(read, out_schema)
+    if not files:
+        return spark.createDataFrame([], schema).withColumn(ORDER, F.lit(0).cast("long"))
+    frames = [spark.read.schema(schema).parquet(storage.spark_path(f)) for f in files]
+    return reduce(DataFrame.union, frames).withColumn(ORDER, F.monotonically_increasing_id())
 
 
 def sorted_by_order(df: DataFrame, partitions: int) -> DataFrame:
