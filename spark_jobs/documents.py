@@ -1,7 +1,8 @@
 """The unified document schema every stage reads and writes, deterministic doc ids, and the stage protocol.
 
 A document row: ``doc_id``, ``text``, ``kind`` ('text' or 'code'), ``source`` (file URI it came from), ``lang``,
-``lang_score`` (null until language ID runs, and for code), ``meta`` (map of the input's other columns, as strings).
+``lang_score`` (null until language ID runs, and for code), ``meta`` (the input's other non-null columns as one JSON
+object, a string: a map column would be unreadable by Hugging Face ``datasets``, which has no map type).
 
 ``doc_id`` keeps the input id column unchanged when there is one (LongType for integral ids, StringType otherwise);
 without one it is a 64-bit hash of (source, row position), which no partitioning or core count can change. Stages
@@ -40,7 +41,7 @@ def doc_schema(id_type: T.DataType = LONG) -> T.StructType:
             T.StructField("source", T.StringType(), False),
             T.StructField("lang", T.StringType(), True),
             T.StructField("lang_score", T.DoubleType(), True),
-            T.StructField("meta", T.MapType(T.StringType(), T.StringType()), True),
+            T.StructField("meta", T.StringType(), True),
         ]
     )
 

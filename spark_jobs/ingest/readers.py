@@ -85,7 +85,7 @@ class DocBuilder:
         text: str | None,
         kind: str,
         source: str,
-        meta: dict[str, str] | None = None,
+        meta: dict[str, Any] | None = None,
         invalid: str | None = None,
     ) -> None:
         c = self.cols
@@ -95,7 +95,7 @@ class DocBuilder:
         c["source"].append(source)
         c["lang"].append(None)
         c["lang_score"].append(None)
-        c["meta"].append(list((meta or {}).items()))
+        c["meta"].append(json.dumps(meta or {}, ensure_ascii=False, default=str))
         c["reason"].append(REASON_INVALID if invalid else None)
         c["rule"].append(invalid)
         c["duplicate_of"].append(None)
@@ -105,11 +105,8 @@ class DocBuilder:
         o = self.opts
         text = record.get(o.text_column)
         kind = record.get(o.kind_column) or KIND_TEXT
-        meta = {
-            k: v if isinstance(v, str) else json.dumps(v, default=str)
-            for k, v in record.items()
-            if k not in (o.text_column, o.id_column, o.kind_column) and v is not None
-        }
+        named = (o.text_column, o.id_column, o.kind_column)
+        meta = {k: v for k, v in record.items() if k not in named and v is not None}
         invalid = None
         try:
             doc_id = self.doc_id(record.get(o.id_column), source, position)
@@ -253,7 +250,7 @@ def _code_rows(unit: ReadUnit, out: DocBuilder) -> Iterator[None]:
     yield
 
 
-def _add_file_doc(out: DocBuilder, unit: ReadUnit, data: bytes, kind: str, meta: dict[str, str]) -> None:
+def _add_file_doc(out: DocBuilder, unit: ReadUnit, data: bytes, kind: str, meta: dict[str, Any]) -> None:
     """A whole file as one document; binary (NUL bytes), non-UTF-8 or blank files become invalid rows."""
     invalid = None
     if b"\x00" in data[:BINARY_SNIFF_BYTES]:

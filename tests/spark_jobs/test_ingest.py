@@ -83,7 +83,7 @@ def test_jsonl_reader_turns_every_line_into_a_row(corpus):
     assert len(rows) == 10  # 11 lines, one blank
     valid = [r for r in rows if r["reason"] is None]
     assert len(valid) == 5 and all(r["kind"] == "text" for r in valid)
-    assert dict(valid[0]["meta"]) == {"lang_hint": "en", "n": "0"}
+    assert json.loads(valid[0]["meta"]) == {"lang_hint": "en", "n": 0}
     rules = sorted(r["rule"].split(":")[0] for r in rows if r["reason"])
     assert rules == ["empty_text", "malformed_json", "missing_text_field", "not_utf8", "null_text"]
     assert all(r["reason"] == "invalid" for r in rows if r["rule"])
@@ -93,10 +93,10 @@ def test_code_reader_metadata_and_invalid_files(corpus):
     plan = plan_inputs([str(corpus["code"])], ".py", "id", "text")
     assert plan.skipped == {".rst": 1}
     opts = ReadOptions(max_file_bytes=1000)
-    rows = {dict(r["meta"])["path"]: r for u in plan.units for r in rows_of(read_unit(u, opts))}
+    rows = {json.loads(r["meta"])["path"]: r for u in plan.units for r in rows_of(read_unit(u, opts))}
     assert set(rows) == {"pkg/__init__.py", "pkg/mod.py", "pkg/bin.py", "pkg/latin.py", "pkg/big.py"}
     assert rows["pkg/mod.py"]["kind"] == "code" and rows["pkg/mod.py"]["reason"] is None
-    assert dict(rows["pkg/mod.py"]["meta"])["repo"] == "repo"
+    assert json.loads(rows["pkg/mod.py"]["meta"])["repo"] == "repo"
     assert rows["pkg/bin.py"]["rule"] == "binary_file"
     assert rows["pkg/latin.py"]["rule"].startswith("not_utf8")
     assert rows["pkg/big.py"]["rule"].startswith("file_too_large")
@@ -108,7 +108,7 @@ def test_parquet_units_split_by_row_group_keep_ids_and_positions(corpus):
     assert len(plan.units) == 2 and plan.id_type == "long"  # 8 row groups, 4 per unit
     rows = [r for u in plan.units for r in rows_of(read_unit(u, ReadOptions()))]
     assert [r["doc_id"] for r in rows] == list(range(100, 150))
-    assert dict(rows[3]["meta"]) == {"url": "https://example.org/3"}
+    assert json.loads(rows[3]["meta"]) == {"url": "https://example.org/3"}
 
 
 def test_jsonl_byte_ranges_read_every_line_once_with_the_whole_files_ids(tmp_path, monkeypatch):

@@ -88,9 +88,9 @@ def check_outputs(out: Path, rows: list[dict[str, Any]], sources: dict[int, str]
     for row in rows:
         got = cleaned.get(row["uid"]) or removed[row["uid"]]
         assert (got["text"], got["kind"], got["source"]) == (row["content"], row["category"], sources[row["uid"]])
-        meta = dict(got["meta"])
+        meta = json.loads(got["meta"])
         assert (meta["text"], meta["url"]) == (row["text"], row["url"]), meta
-        assert json.loads(meta["id"]) == row["id"] and meta["kind"] == row["kind"], meta
+        assert meta["id"] == row["id"] and meta["kind"] == row["kind"], meta
     report = json.loads((out / "report.json").read_text())
     assert report["accounting"] == {"input": len(rows), "cleaned": len(cleaned), "removed": len(removed)}
 

@@ -179,6 +179,7 @@ def run_and_read(spark, corpus: dict[str, Any], out: Path) -> dict[str, Any]:
         "cleaned": cleaned,
         "removed": removed,
         "files": (cleaned_files, removed_files),
+        "out": out,
     }
 
 
@@ -285,3 +286,18 @@ def test_cleaned_and_removed_keep_the_input_order(which: str, corpus: dict[str, 
     if which == "shuffled_result":
         plain = request.getfixturevalue("result")
         assert (got_result["cleaned"], got_result["removed"]) == (plain["cleaned"], plain["removed"])
+
+
+def test_hugging_face_datasets_loads_cleaned_and_removed(result: dict[str, Any], tmp_path: Path) -> None:
+    """``datasets.load_dataset("parquet")`` reads both outputs whole (it has no map type), ``meta`` being a JSON
+    object per row with the input's other columns."""
+    import datasets
+
+    for folder in ("cleaned", "removed"):
+        files = sorted(str(p) for p in (result["out"] / folder).glob("*.parquet"))
+        ds = datasets.load_dataset("parquet", data_files=files, split="train", cache_dir=str(tmp_path / "hf"))
+        assert ds.num_rows == len(result[folder])
+        assert ds["doc_id"] == [r["doc_id"] for r in result[folder]]
+        metas = [json.loads(m) for m in ds["meta"]]
+        assert all(isinstance(m, dict) for m in metas)
+        assert any(isinstance(m.get("url"), str) for m in metas), folder
