@@ -54,6 +54,21 @@ def small_corpus(demo_dir: Path, out_dir: Path, prose_docs: int = 40) -> list[st
     return [str(out_dir / "prose.jsonl"), str(out_dir / "fixture.jsonl"), str(out_dir / "code")]
 
 
+def submit_options(parallelism: int, conf: dict[str, str] | None = None) -> list[str]:
+    """spark-submit options for 1-core, 1 GiB workers on 127.0.0.1 with ``parallelism`` shuffle and default
+    partitions, plus the Spark settings ``conf``."""
+    settings = {
+        "spark.driver.host": "127.0.0.1",
+        "spark.sql.shuffle.partitions": str(parallelism),
+        "spark.default.parallelism": str(parallelism),
+        **(conf or {}),
+    }
+    options = ["--driver-memory", "1g", "--executor-memory", "1g", "--executor-cores", "1"]
+    for key, value in settings.items():
+        options += ["--conf", f"{key}={value}"]
+    return options
+
+
 def free_port() -> int:
     """A port free on 127.0.0.1 right now (the OS picks it), so parallel test runs never collide on fixed ports."""
     with socket.socket() as s:

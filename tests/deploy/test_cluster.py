@@ -19,7 +19,7 @@ import pytest
 
 from spark_jobs.config import DEFAULT_STAGES, PipelineConfig
 from spark_jobs.pipeline import run
-from tests.cluster_utils import ROOT, StandaloneCluster, free_port, small_corpus, snapshot
+from tests.cluster_utils import ROOT, StandaloneCluster, free_port, small_corpus, snapshot, submit_options
 
 pytestmark = pytest.mark.slow
 
@@ -136,27 +136,14 @@ def local_reference(cluster: StandaloneCluster, corpus: list[str]) -> Background
 def submit_argv(py_files: Path, corpus: list[str], out: Path, ui_port: int) -> list[str]:
     """The spark-submit arguments of docs/cluster.md, sized for two 1-core, 1 GiB workers (driver UI on for its
     REST API, which tells the test which executor is running tasks)."""
+    conf = {
+        "spark.pyspark.python": sys.executable,
+        "spark.pyspark.driver.python": sys.executable,
+        "spark.ui.port": str(ui_port),
+        "spark.ui.showConsoleProgress": "false",
+    }
     return [
-        "--driver-memory",
-        "1g",
-        "--executor-memory",
-        "1g",
-        "--executor-cores",
-        "1",
-        "--conf",
-        f"spark.pyspark.python={sys.executable}",
-        "--conf",
-        f"spark.pyspark.driver.python={sys.executable}",
-        "--conf",
-        "spark.sql.shuffle.partitions=4",
-        "--conf",
-        "spark.default.parallelism=4",
-        "--conf",
-        "spark.driver.host=127.0.0.1",
-        "--conf",
-        f"spark.ui.port={ui_port}",
-        "--conf",
-        "spark.ui.showConsoleProgress=false",
+        *submit_options(4, conf),
         "--py-files",
         str(py_files),
         str(ENTRY),

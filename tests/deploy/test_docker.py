@@ -22,29 +22,14 @@ import pytest
 import yaml
 
 from spark_jobs.config import PipelineConfig
-from tests.cluster_utils import ROOT, StandaloneCluster, spark_env
+from tests.cluster_utils import ROOT, StandaloneCluster, spark_env, submit_options
 from tests.spark_jobs.generated_docs import en_sentence, prose
 
 DOCKER = ROOT / "docker"
 DOCKERFILES = [DOCKER / "spark.Dockerfile", DOCKER / "train.Dockerfile"]
 ENTRYPOINT = DOCKER / "spark-entrypoint.sh"
 ACCELERATE_CONFIGS = sorted((DOCKER / "accelerate").glob("*.yaml"))
-SUBMIT_OPTIONS = [
-    "--driver-memory",
-    "1g",
-    "--executor-memory",
-    "1g",
-    "--executor-cores",
-    "1",
-    "--conf",
-    "spark.driver.host=127.0.0.1",
-    "--conf",
-    "spark.ui.enabled=false",
-    "--conf",
-    "spark.sql.shuffle.partitions=2",
-    "--conf",
-    "spark.default.parallelism=2",
-]
+SUBMIT_OPTIONS = submit_options(2, {"spark.ui.enabled": "false"})
 """compose.yaml's submit options, sized for one 1-core, 1 GiB worker on 127.0.0.1."""
 
 
