@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 from pathlib import Path
 
 from transformers import AutoModelForCausalLM, AutoTokenizer, OPTForCausalLM, PreTrainedTokenizerBase
 from transformers.utils import cached_file
+
+from model_surgery.checks import check_output
 
 
 def load_pretrained(name_or_dir: str | Path) -> OPTForCausalLM:
@@ -44,8 +48,30 @@ def save(model: OPTForCausalLM, output: str | Path, tokenizer_source: str | Path
 
     Carrying the tokenizer over keeps the output directory self-contained, so the next step (training, another
     resize, generation) can load it exactly like the directory it came from.
+
+    ``output`` must be missing, empty or an earlier model save (``checks.check_output``; ``checks.Refused``
+    otherwise), and is replaced as a whole: the save is written to a temporary directory next to it and swapped in
+    when complete. So no file of the earlier save survives (a tokenizer the new source does not have), and a save
+    that fails leaves the earlier one as it was.
     """
-    model.save_pretrained(output)
-    tokenizer = None if tokenizer_source is None else load_tokenizer(tokenizer_source)
-    if tokenizer is not None:
-        tokenizer.save_pretrained(output)
+    path = check_output(output)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = path.with_name(f".{path.name}.saving-{os.getpid()}")
+    retired = path.with_name(f".{path.name}.replaced-{os.getpid()}")
+    shutil.rmtree(staging, ignore_errors=True)
+    try:
+        model.save_pretrained(staging)
+        tokenizer = None if tokenizer_source is None else load_tokenizer(tokenizer_source)
+        if tokenizer is not None:
+            tokenizer.save_pretrained(staging)
+        if path.exists():
+            os.replace(path, retired)
+        try:
+            os.replace(staging, path)
+        except OSError:
+            if retired.exists():
+                os.replace(retired, path)
+            raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+        shutil.rmtree(retired, ignore_errors=True)

@@ -6,6 +6,8 @@ from typing import Any
 
 from transformers import OPTConfig
 
+from model_surgery.checks import check_overrides
+
 PRESETS: dict[str, dict[str, Any]] = {
     # facebook/opt-125m's config.json numbers.
     "opt-125m": dict(
@@ -34,12 +36,14 @@ def make_config(preset: str = "opt-125m", **overrides: Any) -> OPTConfig:
     """An ``OPTConfig`` from a preset name with any field overridden (``None`` values are ignored).
 
     ``hidden_size`` overrides also move ``word_embed_proj_dim`` unless it is given, because OPT only projects
-    embeddings when the two differ (opt-350m), which is not what a user shrinking the width means.
+    embeddings when the two differ (opt-350m), which is not what a user shrinking the width means. Overrides must
+    be OPT config fields with sizes within ``checks.LIMITS`` (``checks.Refused`` otherwise).
     """
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; known: {', '.join(sorted(PRESETS))}")
     fields = dict(PRESETS[preset])
     given = {k: v for k, v in overrides.items() if v is not None}
+    check_overrides(given)
     if "hidden_size" in given and "word_embed_proj_dim" not in given:
         given["word_embed_proj_dim"] = given["hidden_size"]
     fields.update(given)

@@ -26,6 +26,8 @@ from torch import nn
 from transformers import OPTForCausalLM
 from transformers.models.opt.modeling_opt import OPTDecoderLayer
 
+from model_surgery.checks import check_sizes
+
 METHODS = ("dus", "identity")
 
 # (index of the source layer, whether the copy is a new zero-output layer)
@@ -70,10 +72,12 @@ def resize(model: OPTForCausalLM, layers: int, method: str = "dus", interleave: 
     In place because everything but the layer stack (embeddings, final norm, the LM head tied to the embeddings)
     stays the very same objects, so the tie survives and a large model is not held twice in memory. A source
     layer is reused once and deep-copied for every further use, so no two layers share a parameter and training
-    can pull twins apart. Layers are renumbered so the KV cache files each one under its new position.
+    can pull twins apart. Layers are renumbered so the KV cache files each one under its new position. ``layers``
+    is at most ``checks.LIMITS["num_hidden_layers"]`` (``checks.Refused`` otherwise).
     """
     if not isinstance(model, OPTForCausalLM):
         raise TypeError(f"expected an OPTForCausalLM, got {type(model).__name__}")
+    check_sizes({"num_hidden_layers": layers})
     decoder = model.model.decoder
     if method == "dus":
         if interleave is not None:

@@ -6,7 +6,9 @@ what a real crawl has and every filter should catch: paragraphs in other languag
 repeated many times, exact copies and near copies. ``scale`` > 1 appends mirrors of the whole corpus (exact copies,
 lightly edited copies and reshuffled new documents) for benchmarks of 100 MB and more.
 
-``python -m spark_jobs.demo_corpus OUT_DIR [--scale N]`` writes it and prints the input paths.
+``python -m spark_jobs.demo_corpus OUT_DIR [--scale N] [--force]`` writes it and prints the input paths. OUT_DIR is
+deleted first, so it must be missing, empty or an earlier demo corpus (recognised by the ``MARKER`` file written
+into it); any other directory is refused unless ``--force`` is given, since it may hold the user's own files.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import ast
 import json
 import random
 import shutil
+import sys
 import sysconfig
 from collections.abc import Iterator
 from pathlib import Path
@@ -74,6 +77,8 @@ BOILERPLATE = (
 )
 
 SHORT_FRAGMENTS = ["ok", "Read more", "Home | About | Contact", "404 not found\n", "\n\n\n", "lorem"]
+
+MARKER = ".demo_corpus"  # written first into OUT_DIR: what is there may be deleted by the next run
 
 DEMO_CODE_PACKAGES = ("json", "email", "http", "urllib", "logging", "importlib", "concurrent", "wsgiref")
 
@@ -152,16 +157,42 @@ def write_jsonl(path: Path, records: Iterator[dict]) -> int:
     return n
 
 
-def write_demo_corpus(out_dir: str, scale: int = 1, seed: int = 0, full_stdlib: bool | None = None) -> list[str]:
+class NotADemoCorpus(Exception):
+    """The output directory holds something else; the message is the one line the user sees."""
+
+
+def check_out_dir(out: Path) -> None:
+    """Refuse to delete ``out`` unless it is missing, an empty directory or a corpus this module wrote."""
+    if not out.exists() and not out.is_symlink():
+        return
+    if out.is_symlink() or not out.is_dir():
+        raise NotADemoCorpus(f"{out} exists and is not a directory (or is a link to one): choose another OUT_DIR")
+    if any(out.iterdir()) and not (out / MARKER).is_file():
+        raise NotADemoCorpus(
+            f"{out} is not empty and was not written by demo_corpus (no {MARKER} file): it would be deleted; "
+            "choose another OUT_DIR or pass --force"
+        )
+
+
+def write_demo_corpus(
+    out_dir: str, scale: int = 1, seed: int = 0, full_stdlib: bool | None = None, force: bool = False
+) -> list[str]:
     """Write the corpus under ``out_dir`` and return the input paths for ``--input``.
 
     ``scale=1`` is the demo's small corpus (a few packages of the standard library); ``scale>1`` uses the whole
-    standard library and adds ``scale - 1`` mirrors of the prose, fixture and code.
+    standard library and adds ``scale - 1`` mirrors of the prose, fixture and code. ``out_dir`` is replaced; unless
+    ``force``, it must pass :func:`check_out_dir` (raises :class:`NotADemoCorpus`).
     """
     rng = random.Random(seed)
     out = Path(out_dir)
-    if out.exists():
+    if not force:
+        check_out_dir(out)
+    if out.is_dir() and not out.is_symlink():
         shutil.rmtree(out)
+    else:
+        out.unlink(missing_ok=True)
+    out.mkdir(parents=True)
+    (out / MARKER).write_text("written by python -m spark_jobs.demo_corpus; the next run deletes this directory\n")
     code_dir = out / "code" / "cpython-lib"
     code_dir.mkdir(parents=True)
     full = scale > 1 if full_stdlib is None else full_stdlib
@@ -208,17 +239,23 @@ def _mirrored(record: dict, rng: random.Random, mirror: int) -> dict:
     return {**record, "text": text, "origin": origin, "mirror": mirror}
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("out_dir")
+    p.add_argument("out_dir", help=f"replaced: must be missing, empty or an earlier demo corpus (with {MARKER})")
     p.add_argument("--scale", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--force", action="store_true", help="replace OUT_DIR whatever it holds")
     args = p.parse_args(argv)
-    paths = write_demo_corpus(args.out_dir, args.scale, args.seed)
+    try:
+        paths = write_demo_corpus(args.out_dir, args.scale, args.seed, force=args.force)
+    except NotADemoCorpus as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     size = sum(f.stat().st_size for f in Path(args.out_dir).rglob("*") if f.is_file())
     print(f"corpus: {size / 1e6:.1f} MB in {args.out_dir}")
     print(" ".join(paths))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -15,7 +15,13 @@ from train.config import load_config
 
 
 def main(argv: list[str] | None = None) -> int:
-    cfg = load_config(argv)
+    """Train; a configuration that is refused (a bad value, an override that is not a config field) is one line on
+    stderr and exit code 2."""
+    try:
+        cfg = load_config(argv)
+    except ValueError as err:
+        print(f"error: {' '.join(str(err).split())}", file=sys.stderr)
+        return 2
     from train.loop import train  # after parsing, so that --help and flag errors do not wait for torch
 
     final = train(cfg)

@@ -28,7 +28,8 @@ class TrainConfig:
     model: str = field(metadata={"help": "save_pretrained directory, or preset:NAME for random init (preset:opt-125m)"})
     output: str = field(metadata={"help": "run directory (metrics.jsonl, checkpoints/, final/, loss.png)"})
     model_overrides: dict[str, Any] = field(
-        default_factory=dict, metadata={"help": "config fields to override, e.g. num_hidden_layers=2,hidden_size=64"}
+        default_factory=dict,
+        metadata={"help": "OPTConfig fields to override (nothing else), e.g. num_hidden_layers=2,hidden_size=64"},
     )
     max_steps: int = field(default=1000, metadata={"help": "optimizer steps to train for (in total, across resumes)"})
     batch_size: int = field(default=8, metadata={"help": "sequences per device per micro-batch"})
@@ -91,6 +92,14 @@ class TrainConfig:
                 raise ValueError(f"{name} must be one of {choices}, got {getattr(self, name)!r}")
         if isinstance(self.model_overrides, str):
             self.model_overrides = parse_overrides(self.model_overrides)
+        if not isinstance(self.model_overrides, dict):
+            raise ValueError(f"model_overrides must map config fields to values, got {self.model_overrides!r}")
+        if self.model_overrides:
+            # Only config fields within bounds: anything else would reach from_pretrained as a loader keyword
+            # (trust_remote_code, revision, token). Imported here since it loads transformers, which --help need not.
+            from model_surgery.checks import check_overrides
+
+            check_overrides(self.model_overrides)
 
     def to_flat_dict(self) -> dict[str, int | float | str | bool]:
         """Scalars only, as trackers (TensorBoard hparams) accept nothing else."""

@@ -9,6 +9,7 @@ from typing import Any
 import torch
 from transformers import AutoModelForCausalLM, PreTrainedModel
 
+from model_surgery.checks import check_overrides
 from model_surgery.presets import make_config
 from train.config import TrainConfig
 
@@ -21,7 +22,10 @@ def build_model(spec: str, overrides: dict[str, Any], special_ids: dict[str, int
     A preset takes the data's special token ids (from the manifest) so that generation from the trained model stops
     at the tokenizer's EOS rather than at the preset's; explicit overrides still win. Weights are kept in float32
     whatever the checkpoint's dtype: they are the optimizer's master copy, and autocast supplies bf16 compute.
+    Overrides must be OPT config fields (``model_surgery.checks.Refused`` otherwise), so that none reaches
+    ``from_pretrained`` as a loader keyword such as ``trust_remote_code``.
     """
+    check_overrides(overrides)
     if spec.startswith(PRESET_PREFIX):
         config = make_config(spec.removeprefix(PRESET_PREFIX), **{**special_ids, **overrides})
         return AutoModelForCausalLM.from_config(config, dtype=torch.float32)

@@ -16,6 +16,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenize
 
 from model_surgery import init_random, load_pretrained, resize, save
 from model_surgery.__main__ import main
+from model_surgery.checks import LIMITS, Refused, check_overrides, is_model_save
 from model_surgery.report import format_table, row
 from model_surgery.resize import dus_plan, identity_plan
 
@@ -406,3 +407,102 @@ def test_config_on_disk_matches_the_new_depth(tmp_path):
     config = json.loads((tmp_path / "s" / "config.json").read_text())
     assert config["num_hidden_layers"] == 2
     assert config["tie_word_embeddings"] is True
+
+
+# --- bounds and refusals ---------------------------------------------------------------------------------------
+
+
+def refused(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
+    """The one stderr line of a CLI call that must be refused with exit code 2."""
+    capsys.readouterr()  # what earlier saves printed (progress bars)
+    with pytest.raises(SystemExit) as failed:
+        main(argv)
+    assert failed.value.code == 2
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and err.startswith("error: ") and "Traceback" not in err, err
+    return err.strip()
+
+
+@pytest.mark.parametrize(
+    ("flag", "field", "bound"),
+    [
+        ("--layers", "num_hidden_layers", 128),
+        ("--hidden", "hidden_size", 8192),
+        ("--ffn", "ffn_dim", 32768),
+        ("--heads", "num_attention_heads", 128),
+        ("--vocab", "vocab_size", 262144),
+        ("--positions", "max_position_embeddings", 32768),
+    ],
+)
+def test_init_sizes_over_the_bounds_are_refused(tmp_path, capsys, flag, field, bound):
+    assert LIMITS[field] == bound
+    out = tmp_path / "m"
+    flags = dict(zip(TINY_FLAGS[::2], TINY_FLAGS[1::2], strict=True)) | {"--layers": "2", flag: str(bound + 1)}
+    message = refused(["init", *(x for kv in flags.items() for x in kv), "--output", str(out)], capsys)
+    assert (
+        message
+        == f"error: {field} must be an integer from 1 to {bound} (the bound for small language models), got {bound + 1}"
+    )
+    assert not out.exists()
+
+
+def test_resize_bound_and_bounds_in_the_api(tmp_path, capsys):
+    save(tiny(layers=2), tmp_path / "m")
+    argv = ["resize", "--model", str(tmp_path / "m"), "--layers", "129", "--output", str(tmp_path / "g")]
+    assert "num_hidden_layers must be an integer from 1 to 128" in refused(argv, capsys)
+    assert not (tmp_path / "g").exists()
+    with pytest.raises(Refused, match="num_hidden_layers must be an integer from 1 to 128"):
+        resize(tiny(layers=2), 129)
+    with pytest.raises(Refused, match="vocab_size must be an integer from 1 to 262144"):
+        init_random(vocab_size=10**7)
+    with torch.device("meta"):  # the bound itself is allowed
+        assert resize(init_random(num_hidden_layers=2, **TINY), 128).config.num_hidden_layers == 128
+
+
+def test_overrides_must_be_opt_config_fields():
+    for key in ("trust_remote_code", "revision", "token", "dtype", "attn_implementation"):
+        with pytest.raises(Refused, match=f"model override\\(s\\) {key} not allowed: only OPTConfig fields"):
+            check_overrides({key: True})
+    with pytest.raises(Refused, match="num_attention_heads must be an integer from 1 to 128.*got 'many'"):
+        check_overrides({"num_attention_heads": "many"})
+    check_overrides({"hidden_size": 64, "activation_function": "gelu", "dropout": 0.0, "pad_token_id": 1})
+    with pytest.raises(Refused, match="trust_remote_code"):
+        init_random(trust_remote_code=True, **TINY)
+
+
+def test_init_from_itself_is_refused_in_any_spelling(tmp_path, capsys, monkeypatch):
+    source = tmp_path / "m"
+    save(tiny(layers=2), source)
+    weights = (source / "model.safetensors").read_bytes()
+    (tmp_path / "link").symlink_to(source)
+    monkeypatch.chdir(tmp_path)
+    for output in (str(source), "m", "./m/", str(tmp_path / "other" / ".." / "m"), "link"):
+        message = refused(["init", "--from", str(source), "--output", output], capsys)
+        assert message == "error: --output must differ from --from: the source weights are still being read from it"
+        message = refused(["resize", "--model", "m", "--layers", "3", "--output", output], capsys)
+        assert "--output must differ from --model" in message
+    assert (source / "model.safetensors").read_bytes() == weights
+    assert "holds the working directory" in refused(["init", *TINY_FLAGS, "--layers", "2", "--output", "."], capsys)
+
+
+def test_output_is_new_empty_or_an_earlier_save_replaced_whole(tmp_path, capsys):
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("the user's own file")
+    init = ["init", *TINY_FLAGS, "--layers", "2", "--output"]
+    assert "is not empty and is not an earlier model save" in refused([*init, str(mine)], capsys)
+    assert [p.name for p in mine.iterdir()] == ["notes.txt"]
+    (tmp_path / "file").write_text("x")
+    assert "exists and is not a directory" in refused([*init, str(tmp_path / "file")], capsys)
+
+    earlier = tmp_path / "earlier"
+    save(tiny(layers=3), earlier)
+    save_tokenizer(earlier)  # an earlier save with a tokenizer; the new model has none
+    main([*init, str(earlier)])
+    capsys.readouterr()
+    assert not (earlier / "tokenizer_config.json").exists() and not (earlier / "tokenizer.json").exists()
+    assert AutoModelForCausalLM.from_pretrained(earlier).config.num_hidden_layers == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["earlier", "file", "mine"], "no staging directory left"
+    (tmp_path / "empty").mkdir()
+    main([*init, str(tmp_path / "empty")])
+    assert is_model_save(tmp_path / "empty")
