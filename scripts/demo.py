@@ -100,9 +100,13 @@ def main(argv: list[str] | None = None) -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     corpus = out / "corpus"
     sys.path.insert(0, str(ROOT))
-    from spark_jobs.demo_corpus import write_demo_corpus
+    from spark_jobs.demo_corpus import NotADemoCorpus, write_demo_corpus
 
-    inputs = cut_corpus(write_demo_corpus(str(corpus)), scale)
+    try:
+        written = write_demo_corpus(str(corpus))
+    except NotADemoCorpus as err:
+        sys.exit(f"error: {err} (the demo writes its corpus there; delete it or choose another --output)")
+    inputs = cut_corpus(written, scale)
     print(f"default corpus written to {corpus}: {', '.join(inputs)}")
     data = out / "data"
     step("data pipeline (Spark)", ["-m", "spark_jobs.pipeline", "--input", *inputs, "--output", str(data),
