@@ -15,10 +15,16 @@ from train.config import load_config
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Train; data or a model that do not fit together (:mod:`train.compat`) end as one line and exit status 2."""
     cfg = load_config(argv)
+    from train.compat import IncompatibleInputs
     from train.loop import train  # after parsing, so that --help and flag errors do not wait for torch
 
-    final = train(cfg)
+    try:
+        final = train(cfg)
+    except IncompatibleInputs as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     print(f"final model: {final}")
     return 0
 
