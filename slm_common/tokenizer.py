@@ -10,12 +10,17 @@ Two sides use this module. The driver calls :func:`load_tokenizer` (``transforme
 the special-token ids); Spark workers call :func:`worker_tokenizer` on the saved ``tokenizer.json`` (``tokenizers``
 only), so a worker never imports ``transformers`` (seconds per Python worker) and encodes with exactly the bytes
 that training and inference will load from ``packed/tokenizer/``.
+
+:func:`fingerprint` names what decides the ids, so that the packed data and a model's own tokenizer can be compared
+(``packed/manifest.json`` records it; ``train`` compares).
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
 import importlib.resources
+import json
 import os
 from typing import TYPE_CHECKING
 
@@ -62,20 +67,29 @@ def _looks_like_path(name: str) -> bool:
 def load_tokenizer(name_or_dir: str = OFFLINE_TOKENIZER) -> PreTrainedTokenizerFast:
     """Load the tokenizer named by ``--tokenizer``: the offline default, a local directory or a hub id.
 
-    A hub id that cannot be fetched (no network, ``HF_HUB_OFFLINE``) or a directory that does not exist raises a
-    one-line ``RuntimeError`` that says what to do instead, rather than a long chain of connection errors.
+    A local directory is a saved tokenizer or a model directory that holds its tokenizer files next to
+    ``config.json`` (as ``save_pretrained`` of model and tokenizer leaves it), so data can be packed with exactly the
+    ids a model was trained on. A hub id that cannot be fetched (no network, ``HF_HUB_OFFLINE``), a directory that
+    does not exist or a model directory without a tokenizer raises a one-line ``RuntimeError`` that says what to do
+    instead, rather than a long chain of connection errors (or, for the model directory, an empty tokenizer).
     """
     if name_or_dir in ("", OFFLINE_TOKENIZER):
         return build_offline_tokenizer()
     hint = f"pass a local tokenizer directory or --tokenizer {OFFLINE_TOKENIZER}"
-    if _looks_like_path(name_or_dir) and not os.path.isdir(os.path.expanduser(name_or_dir)):
+    local = os.path.expanduser(name_or_dir)
+    if _looks_like_path(name_or_dir) and not os.path.isdir(local):
         raise RuntimeError(f"cannot load tokenizer {name_or_dir!r}: no such directory; {hint}")
+    if os.path.isfile(os.path.join(local, "config.json")) and not os.path.isfile(
+        os.path.join(local, "tokenizer_config.json")
+    ):
+        # AutoTokenizer would not fail here: it builds an empty GPT-2 tokenizer from the model's config.
+        raise RuntimeError(f"model directory {name_or_dir!r} holds no tokenizer (no tokenizer_config.json); {hint}")
     from transformers import AutoTokenizer
 
     try:
-        tok = AutoTokenizer.from_pretrained(os.path.expanduser(name_or_dir))
+        tok = AutoTokenizer.from_pretrained(local)
     except (OSError, ValueError) as err:
-        where = "local directory" if os.path.isdir(os.path.expanduser(name_or_dir)) else "hub id"
+        where = "local directory" if os.path.isdir(local) else "hub id"
         raise RuntimeError(
             f"cannot load tokenizer {name_or_dir!r} ({where}): {str(err).splitlines()[0]}; {hint}"
         ) from None
@@ -90,6 +104,31 @@ def special_token_ids(tok: PreTrainedTokenizerFast) -> tuple[int, int, int | Non
         raise RuntimeError(f"tokenizer {tok.name_or_path!r} has no EOS token; packing needs one to end documents")
     bos = tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id
     return bos, tok.eos_token_id, tok.pad_token_id
+
+
+IDS_DECIDING = ("model", "added_tokens", "normalizer", "pre_tokenizer")
+"""The parts of a ``tokenizer.json`` that decide which ids a text gets (see :func:`fingerprint`)."""
+
+
+def fingerprint(tok: PreTrainedTokenizerFast) -> str:
+    """SHA-256 (hex) of what decides the ids the packer writes, equal for every save and load of one tokenizer.
+
+    Taken from the Rust backend's JSON: the model (vocabulary token -> id, merges, options such as byte fallback),
+    the added tokens with their ids and matching flags, the normalizer and the pre-tokenizer; plus the id of each
+    special-token role (BOS, EOS, PAD, ...), which the packer frames documents with. Left out: ``version``,
+    ``truncation`` and ``padding`` (settings of one use), the decoder (ids to text only) and the post-processor (the
+    packer encodes without it and adds BOS and EOS itself). The JSON is made canonical (sorted keys, added tokens by
+    id, merges as pairs whether saved as ``"a b"`` or ``["a", "b"]``), so the file format's version does not count.
+    """
+    state = json.loads(tok.backend_tokenizer.to_str())
+    decisive = {key: state.get(key) for key in IDS_DECIDING}
+    decisive["added_tokens"] = sorted(decisive["added_tokens"] or [], key=lambda token: token["id"])
+    model = decisive["model"]
+    if "merges" in model:
+        model["merges"] = [merge.split(" ", 1) if isinstance(merge, str) else merge for merge in model["merges"]]
+    decisive["special_ids"] = {role: tok.convert_tokens_to_ids(value) for role, value in tok.special_tokens_map.items()}
+    blob = json.dumps(decisive, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
 
 @functools.cache

@@ -11,7 +11,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from slm_common.tokenizer import OFFLINE_TOKENIZER, load_tokenizer
+from slm_common.tokenizer import OFFLINE_TOKENIZER, fingerprint, load_tokenizer
 
 TOKEN_POOL = 512
 """Sequences draw from this many token ids with Zipf frequencies, so even a tiny model's loss falls fast."""
@@ -32,7 +32,6 @@ def write_packed(
     val_files: Sequence[int] = (16,),
     row_group_size: int = 10,
     seed: int = 0,
-    with_tokenizer: bool = True,
 ) -> Path:
     """Write ``root/packed`` (shards, manifest.json, tokenizer/) and return it.
 
@@ -42,17 +41,19 @@ def write_packed(
     packed = root / "packed"
     rng = np.random.default_rng(seed)
     shards: dict[str, list[dict]] = {}
+    max_token_id = -1
     for split, sizes in (("train", train_files), ("val", val_files)):
         (packed / split).mkdir(parents=True, exist_ok=True)
         shards[split] = []
         for i, count in enumerate(sizes):
             name = f"{split}/part-{i:05d}.parquet"
-            column = pa.array(list(_sequences(rng, count, seq_len)), type=pa.list_(pa.int32()))
+            sequences = _sequences(rng, count, seq_len)
+            max_token_id = max(max_token_id, int(sequences.max()))
+            column = pa.array(list(sequences), type=pa.list_(pa.int32()))
             pq.write_table(pa.table({"input_ids": column}), packed / name, row_group_size=row_group_size)
             shards[split].append({"file": name, "sequences": count, "tokens": count * seq_len})
     tokenizer = load_tokenizer()
-    if with_tokenizer:
-        tokenizer.save_pretrained(packed / "tokenizer")
+    tokenizer.save_pretrained(packed / "tokenizer")
     totals = {
         split: {"sequences": sum(s["sequences"] for s in v), "tokens": sum(s["tokens"] for s in v)}
         for split, v in shards.items()
@@ -63,6 +64,8 @@ def write_packed(
         "bos_id": tokenizer.bos_token_id,
         "eos_id": tokenizer.eos_token_id,
         "pad_id": tokenizer.pad_token_id,
+        "tokenizer_fingerprint": fingerprint(tokenizer),
+        "max_token_id": max_token_id,
         "shards": shards,
         "totals": totals,
         "config_hash": hashlib.sha1(f"{seq_len}-{seed}".encode()).hexdigest()[:16],

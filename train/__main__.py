@@ -15,16 +15,21 @@ from train.config import load_config
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Train; a configuration that is refused (a bad value, an override that is not a config field) is one line on
-    stderr and exit code 2."""
+    """Train; a configuration that is refused (a bad value, an override that is not a config field), or data and a
+    model that do not fit together (:mod:`train.compat`), end as one line on stderr and exit status 2."""
     try:
         cfg = load_config(argv)
     except ValueError as err:
         print(f"error: {' '.join(str(err).split())}", file=sys.stderr)
         return 2
+    from train.compat import IncompatibleInputs
     from train.loop import train  # after parsing, so that --help and flag errors do not wait for torch
 
-    final = train(cfg)
+    try:
+        final = train(cfg)
+    except IncompatibleInputs as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     print(f"final model: {final}")
     return 0
 

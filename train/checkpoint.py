@@ -94,6 +94,9 @@ def export_final(accelerator: Accelerator, model: torch.nn.Module, run_dir: Path
     """``RUN/final``: ``save_pretrained`` weights and the data's tokenizer, loadable by ``pipeline(model=...)``.
 
     The tokenizer is copied from ``packed/tokenizer``; a manifest without one names the tokenizer to load instead.
+    It is the data's even when the model directory held another: the model learnt the data's ids. A run only gets
+    here with a different model tokenizer under ``--allow-tokenizer-mismatch``, which warned so at the start
+    (:mod:`train.compat`).
     """
     out = run_dir / "final"
     accelerator.wait_for_everyone()

@@ -64,6 +64,10 @@ class TrainConfig:
     peak_tflops: float | None = field(
         default=None, metadata={"help": "per-device peak TFLOP/s for the mfu estimate (default: known GPUs' bf16 peak)"}
     )
+    allow_tokenizer_mismatch: bool = field(
+        default=False,
+        metadata={"help": "train even when the model's own tokenizer is not the data's (final/ gets the data's)"},
+    )
     debug_log_data: bool = field(
         default=False,
         metadata={"help": "write RUN/data-log/rank-R.jsonl with every micro-batch's sequence ids and hash"},

@@ -25,7 +25,6 @@ CPU and read bandwidth traded for an order that is independent of ``W``. A reade
 from __future__ import annotations
 
 import bisect
-import json
 from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -36,6 +35,8 @@ import numpy as np
 import pyarrow.parquet as pq
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+
+from train.compat import read_manifest
 
 
 @dataclass(frozen=True)
@@ -50,14 +51,16 @@ class Unit:
 
 
 class ShardIndex:
-    """The units of one split and their row counts, from ``manifest.json`` plus the Parquet footers (no data read)."""
+    """The units of one split and their row counts, from ``manifest.json`` plus the Parquet footers (no data read).
+
+    Only the shards a complete manifest lists are read (:func:`~train.compat.read_manifest`), never a glob: without
+    the manifest, pack may still be writing, or files of an earlier run with more shards may lie beside the new ones.
+    """
 
     def __init__(self, data_dir: str | Path, split: str) -> None:
         self.root = Path(data_dir)
-        manifest_path = self.root / "manifest.json"
-        self.manifest: dict[str, Any] = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
-        shards = self.manifest.get("shards", {}).get(split)
-        files = [self.root / s["file"] for s in shards] if shards else sorted((self.root / split).glob("*.parquet"))
+        self.manifest: dict[str, Any] = read_manifest(self.root)
+        files = [self.root / s["file"] for s in self.manifest["shards"].get(split, [])]
         self.units: list[Unit] = []
         first_id = 0
         for path in files:
@@ -70,14 +73,10 @@ class ShardIndex:
         self.num_sequences = first_id
         if not self.units:
             raise FileNotFoundError(f"no sequences for split {split!r} under {self.root}")
-        self.seq_len = int(self.manifest.get("seq_len") or len(self._first_row()))
+        self.seq_len = int(self.manifest["seq_len"])
 
     def seq_id(self, unit_index: int, row: int) -> int:
         return self.units[unit_index].first_id + row
-
-    def _first_row(self) -> list[int]:
-        first = self.units[0]
-        return pq.ParquetFile(first.file).read_row_group(first.row_group, columns=["input_ids"])[0][0].as_py()
 
 
 class GlobalOrder:

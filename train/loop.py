@@ -24,6 +24,7 @@ from accelerate import Accelerator
 from accelerate.utils import set_seed
 
 from train import checkpoint
+from train.compat import check_inputs
 from train.config import TrainConfig
 from train.data import DataStream
 from train.metrics import DataLog, Meter, flops_per_token, perplexity, plot_losses
@@ -32,6 +33,7 @@ from train.model import build_model, enable_activation_checkpointing, lr_lambda,
 
 def train(cfg: TrainConfig) -> Path:
     """Train as ``cfg`` says; returns ``RUN/final``. The loop below is the whole algorithm."""
+    check_inputs(cfg)  # before anything is built: complete data, and a model whose tokenizer and vocabulary fit it
     accelerator = make_accelerator(cfg)
     run = Path(cfg.output)
     train_data, val_data = open_streams(cfg, accelerator)

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
-from transformers import AutoModelForCausalLM, PreTrainedModel
+from transformers import AutoConfig, AutoModelForCausalLM, PretrainedConfig, PreTrainedModel
 
 from model_surgery.checks import check_overrides
 from model_surgery.presets import make_config
@@ -27,9 +27,17 @@ def build_model(spec: str, overrides: dict[str, Any], special_ids: dict[str, int
     """
     check_overrides(overrides)
     if spec.startswith(PRESET_PREFIX):
-        config = make_config(spec.removeprefix(PRESET_PREFIX), **{**special_ids, **overrides})
-        return AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+        return AutoModelForCausalLM.from_config(model_config(spec, overrides, special_ids), dtype=torch.float32)
     return AutoModelForCausalLM.from_pretrained(spec, dtype=torch.float32, **overrides)
+
+
+def model_config(
+    spec: str, overrides: dict[str, Any], special_ids: dict[str, int | None] | None = None
+) -> PretrainedConfig:
+    """The config :func:`build_model` builds ``spec`` with, read without building (or loading) any weights."""
+    if spec.startswith(PRESET_PREFIX):
+        return make_config(spec.removeprefix(PRESET_PREFIX), **{**(special_ids or {}), **overrides})
+    return AutoConfig.from_pretrained(spec, **overrides)
 
 
 def enable_activation_checkpointing(model: PreTrainedModel) -> None:

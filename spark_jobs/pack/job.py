@@ -1,8 +1,11 @@
 """The pack stage on Spark: shuffle documents into seeded shards, then tokenize, pack and write each on an executor.
 
 Layout of ``packed/``: ``train/part-NNNNN.parquet`` (``--num-shards`` files), ``val/part-NNNNN.parquet``
-(:func:`val_shard_count` files), ``tokenizer/`` (``save_pretrained``), ``manifest.json`` (written last, so its
-presence means every shard it lists is complete).
+(:func:`val_shard_count` files), ``tokenizer/`` (``save_pretrained``), ``manifest.json`` (written last and
+atomically, so its presence means every shard it lists is complete). Besides the shard counts and totals, the
+manifest records the tokenizer's :func:`~slm_common.tokenizer.fingerprint` (``tokenizer_fingerprint``) and the
+largest token id in the shards (``max_token_id``), so ``train`` can tell whether a model's own tokenizer and
+vocabulary fit the data.
 
 Where a document goes, deterministically whatever the input partitioning or core count:
 
@@ -61,7 +64,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from slm_common.tokenizer import load_tokenizer, special_token_ids, worker_tokenizer
+from slm_common.tokenizer import fingerprint, load_tokenizer, special_token_ids, worker_tokenizer
 from spark_jobs import storage
 from spark_jobs.documents import arrow_schema
 from spark_jobs.pack.packing import Packer, ShardWriter, as_list_array
@@ -85,6 +88,7 @@ STATS_SCHEMA = T.StructType(
         T.StructField("sequences", T.LongType(), False),
         T.StructField("tokens", T.LongType(), False),
         T.StructField("dropped_tokens", T.LongType(), False),
+        T.StructField("max_token_id", T.LongType(), True),
         T.StructField("tokens_by_kind", T.MapType(T.StringType(), T.LongType(), False), False),
     ]
 )
@@ -146,8 +150,7 @@ def pack_corpus(cleaned: DataFrame, cfg: PackOptions, out_dir: str) -> dict[str,
     stats = [row.asDict() for row in packed.collect()]
 
     manifest = _manifest(stats, shard_counts, cfg, tok, (bos_id, eos_id, pad_id), fs, root)
-    with fs.open_output_stream(f"{root}/manifest.json") as out:
-        out.write(json.dumps(manifest, indent=2).encode() + b"\n")
+    storage.write_text(storage.join(root_uri, "manifest.json"), json.dumps(manifest, indent=2) + "\n")
     return manifest
 
 
@@ -331,6 +334,7 @@ def _pack_partition(batches: Iterator[pa.RecordBatch], task: PackTask) -> Iterat
         "sequences": writer.sequences,
         "tokens": writer.sequences * task.seq_len,
         "dropped_tokens": len(packer.remainder),
+        "max_token_id": writer.max_token_id,
         "tokens_by_kind": sorted(tokens_by_kind.items()),
     }
     yield pa.RecordBatch.from_pylist([row], schema=arrow_schema(STATS_SCHEMA))
@@ -345,7 +349,11 @@ def _manifest(
     fs: pafs.FileSystem,
     root: str,
 ) -> dict[str, Any]:
-    """manifest.json from the stats rows; writes the empty file of every shard that had no documents."""
+    """manifest.json from the stats rows; writes the empty file of every shard that had no documents.
+
+    ``max_token_id`` is the largest id over the shards' written sequences (each task's writer keeps its own), or
+    None when no shard holds a sequence.
+    """
     by_file = {row["file"]: row for row in stats}
     shards: dict[str, list[dict[str, Any]]] = {}
     totals: dict[str, Any] = {}
@@ -365,6 +373,7 @@ def _manifest(
     totals["documents"] = sum(row["documents"] for row in stats)
     totals["tokens_by_kind"] = dict(sorted(by_kind.items()))
     totals["dropped_tokens"] = sum(row["dropped_tokens"] for row in stats)
+    maxima = [row["max_token_id"] for row in stats if row["max_token_id"] is not None]
     bos_id, eos_id, pad_id = special_ids
     return {
         "seq_len": cfg.seq_len,
@@ -373,6 +382,8 @@ def _manifest(
         "eos_id": eos_id,
         "pad_id": pad_id,
         "vocab_size": len(tok),
+        "tokenizer_fingerprint": fingerprint(tok),
+        "max_token_id": max(maxima, default=None),
         "shards": shards,
         "totals": totals,
         "config_hash": options_hash(cfg),

@@ -110,6 +110,8 @@ class ShardWriter:
         self.path = path
         self.seq_len = seq_len
         self.sequences = 0
+        self.max_token_id: int | None = None
+        """The largest id written (None before the first row): what a model's vocabulary must cover."""
         self._group = rows_per_group(seq_len)
         self._pending: list[np.ndarray] = []
         self._pending_rows = 0
@@ -137,6 +139,8 @@ class ShardWriter:
         table = pa.Table.from_arrays([pa.ListArray.from_arrays(offsets, values)], schema=SEQUENCE_SCHEMA)
         self._writer.write_table(table, row_group_size=self._group)
         self.sequences += len(block)
+        top = int(block.max())
+        self.max_token_id = top if self.max_token_id is None else max(self.max_token_id, top)
 
     def close(self) -> None:
         """Write the last (short) row group and move the file to its final name."""

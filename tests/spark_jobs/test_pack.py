@@ -16,7 +16,7 @@ import xxhash
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from slm_common.tokenizer import load_tokenizer, worker_tokenizer
+from slm_common.tokenizer import fingerprint, load_tokenizer, worker_tokenizer
 from spark_jobs.documents import doc_schema
 from spark_jobs.pack import packing
 from spark_jobs.pack.job import (
@@ -257,18 +257,37 @@ def test_manifest_totals_equal_the_data(packed, tokenizer):
     assert (packed / "tokenizer" / "tokenizer.json").is_file()
 
 
+def test_manifest_names_the_tokenizer_and_the_largest_id(packed, tokenizer):
+    """The fingerprint is the tokenizer's and that of its saved copy in ``tokenizer/``; ``max_token_id`` is the
+    largest id in the shards as read back; the manifest was written through a temporary file that is gone."""
+    manifest = manifest_of(packed)
+    assert manifest["tokenizer_fingerprint"] == fingerprint(tokenizer)
+    assert fingerprint(load_tokenizer(str(packed / "tokenizer"))) == manifest["tokenizer_fingerprint"]
+    files = [s["file"] for split in ("train", "val") for s in manifest["shards"][split]]
+    assert manifest["max_token_id"] == max(max(row) for file in files for row in shard_ids(packed, file))
+    assert manifest["max_token_id"] >= manifest["eos_id"]  # every sequence holds a BOS or EOS, the largest ids
+    assert sorted(p.name for p in packed.iterdir()) == ["manifest.json", "tokenizer", "train", "val"]
+
+
 def test_reruns_are_byte_identical_whatever_the_input_partitioning(packed, docs, tmp_path):
     pack_corpus(docs.repartition(5), PackOptions(**CFG), str(tmp_path / "again"))
     assert tree_digest(tmp_path / "again") == tree_digest(packed)
 
 
-def test_a_local_tokenizer_directory_packs_the_same_ids_and_replaces_stale_output(packed, docs, tokenizer, tmp_path):
-    tokenizer.save_pretrained(tmp_path / "tok")
+def test_a_model_directory_packs_with_its_own_tokenizer_and_replaces_stale_output(packed, docs, tokenizer, tmp_path):
+    """``--tokenizer`` names a model directory as ``model_surgery`` writes it, holding a saved tokenizer next to its
+    config and weights: the shards get that tokenizer's ids and the manifest its fingerprint."""
+    from model_surgery import init_random, save
+
+    model_dir = tmp_path / "model"
+    save(init_random("opt-125m", num_hidden_layers=1, hidden_size=16, ffn_dim=32, num_attention_heads=2), model_dir)
+    tokenizer.save_pretrained(model_dir)
     out = tmp_path / "packed"
     (out / "train").mkdir(parents=True)
     (out / "train" / "part-00099.parquet").write_bytes(b"stale shard of an earlier run with more shards")
-    pack_corpus(docs, PackOptions(**CFG, tokenizer=str(tmp_path / "tok")), str(out))
-    assert manifest_of(out)["tokenizer"] == str(tmp_path / "tok")
+    pack_corpus(docs, PackOptions(**CFG, tokenizer=str(model_dir)), str(out))
+    assert manifest_of(out)["tokenizer"] == str(model_dir)
+    assert manifest_of(out)["tokenizer_fingerprint"] == fingerprint(load_tokenizer(str(model_dir)))
     assert tree_digest(out).keys() == tree_digest(packed).keys()
     shards = {name: digest for name, digest in tree_digest(packed).items() if name.endswith(".parquet")}
     assert {name: tree_digest(out)[name] for name in shards} == shards

@@ -111,15 +111,6 @@ def test_shuffle_per_epoch(packed: Path) -> None:
     assert len(units) > 1
 
 
-def test_index_without_shards_in_manifest(packed: Path, tmp_path: Path) -> None:
-    bare = write_packed(
-        tmp_path, seq_len=16, train_files=(8, 8), val_files=(4,), row_group_size=3, with_tokenizer=False
-    )
-    (bare / "manifest.json").unlink()
-    index = ShardIndex(bare, "train")
-    assert index.num_sequences == 16 and index.seq_len == 16 and len(index.units) == 6
-
-
 def test_config_flags_win_over_yaml(tmp_path: Path) -> None:
     path = tmp_path / "run.yaml"
     path.write_text(yaml.safe_dump({"data": "d", "model": "preset:opt-125m", "output": "o", "lr": 0.1, "max-steps": 7}))
