@@ -15,17 +15,23 @@ from train.config import TrainConfig
 PRESET_PREFIX = "preset:"
 
 
-def build_model(spec: str, overrides: dict[str, Any], special_ids: dict[str, int | None]) -> PreTrainedModel:
-    """A ``save_pretrained`` directory, or ``preset:NAME`` with random init.
+def build_model(
+    spec: str, overrides: dict[str, Any], special_ids: dict[str, int | None], attn_implementation: str = "auto"
+) -> PreTrainedModel:
+    """A ``save_pretrained`` directory, or ``preset:NAME`` with random init, with the named attention kernels
+    (``auto``: transformers' choice).
 
     A preset takes the data's special token ids (from the manifest) so that generation from the trained model stops
     at the tokenizer's EOS rather than at the preset's; explicit overrides still win. Weights are kept in float32
     whatever the checkpoint's dtype: they are the optimizer's master copy, and autocast supplies bf16 compute.
     """
+    kwargs: dict[str, Any] = {"dtype": torch.float32}
+    if attn_implementation != "auto":
+        kwargs["attn_implementation"] = attn_implementation
     if spec.startswith(PRESET_PREFIX):
         config = make_config(spec.removeprefix(PRESET_PREFIX), **{**special_ids, **overrides})
-        return AutoModelForCausalLM.from_config(config, dtype=torch.float32)
-    return AutoModelForCausalLM.from_pretrained(spec, dtype=torch.float32, **overrides)
+        return AutoModelForCausalLM.from_config(config, **kwargs)
+    return AutoModelForCausalLM.from_pretrained(spec, **kwargs, **overrides)
 
 
 def enable_activation_checkpointing(model: PreTrainedModel) -> None:
