@@ -42,15 +42,17 @@ class LinearCrossEntropy(torch.autograd.Function):
             grad_w = torch.zeros_like(weight, dtype=torch.float32) if with_grads and ctx.needs_input_grad[1] else None
             for start in range(0, h.shape[0], chunk):
                 rows = slice(start, start + chunk)
-                logits = (h[rows] @ w.T).float()
+                # Few passes over a chunk's logits, for eager mode (compiled, inductor fuses them anyway): the
+                # log-softmax reads them in the matmul's dtype and writes float32 once; its exp is the softmax,
+                # turned in place into the logits' gradient; one multiply writes that in the matmuls' dtype.
+                logp = torch.log_softmax(h[rows] @ w.T, dim=1, dtype=torch.float32)
                 index = targets[rows].clamp(min=0).unsqueeze(1)
-                lse = torch.logsumexp(logits, dim=1)
-                total = total + torch.where(valid[rows], lse - logits.gather(1, index).squeeze(1), 0.0).sum()
+                total = total - torch.where(valid[rows], logp.gather(1, index).squeeze(1), 0.0).sum()
                 if grad_h is None and grad_w is None:
                     continue
                 # d(mean loss)/d(logits) = (softmax - one_hot(target)) / count on the rows that have a target.
-                grad = logits.sub_(lse.unsqueeze(1)).exp_().scatter_add_(1, index, logits.new_full(index.shape, -1.0))
-                grad = grad.mul_((valid[rows] / count).unsqueeze(1)).to(dtype)
+                probs = logp.exp_().scatter_add_(1, index, logp.new_full(index.shape, -1.0))
+                grad = torch.mul(probs, (valid[rows] / count).unsqueeze(1), out=torch.empty_like(probs, dtype=dtype))
                 if grad_h is not None:
                     grad_h[rows] = grad @ w
                 if grad_w is not None:
