@@ -172,7 +172,7 @@ def profiled(spec: dict[str, Any], variant: str) -> dict[str, Any]:
     averages = prof.key_averages()
     syncs = {e.key: e.count for e in averages if e.key in SYNCS}
     table = averages.table(sort_by="self_device_time_total" if cuda else "self_cpu_time_total", row_limit=30)
-    path = Path(spec["out"]) / f"profile-{variant}.txt"
+    path = Path(spec["out"]) / f"profile-{variant.replace('+', '-')}.txt"
     path.write_text(f"{variant}: steps {skip + 1}-{steps}, host syncs {syncs}\n{table}\n")
     return result | {"profile": str(path), "syncs_per_step": sum(syncs.values()) / (steps - skip)}
 
