@@ -33,6 +33,8 @@ import subprocess
 import sys
 import tempfile
 import time
+import traceback
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -97,26 +99,32 @@ def report(name: str, result: dict[str, Any]) -> None:
 
 
 def child_ours(spec: dict[str, Any]) -> None:
-    """Our runs in order, each reported as it ends; an out-of-memory error ends the batch search."""
-    import torch
+    """Our runs in order, each reported as it ends; a failed run is reported and the next one goes on, except in the
+    batch search, which ends at its first failure (out of memory, or cuBLAS failing to allocate its workspace)."""
 
-    def left() -> float:
-        return spec["deadline"] - time.time()
+    def attempt(name: str, run: Callable[[], dict[str, Any]]) -> bool:
+        if spec["deadline"] - time.time() < 20:
+            report(name, {"error": "skipped: less than 20 s of the budget left"})
+            return False
+        try:
+            report(name, run())
+            return True
+        except Exception as err:  # noqa: BLE001 - report it and go on
+            traceback.print_exc()
+            report(name, {"error": f"{type(err).__name__}: {str(err).splitlines()[0][:200]}"})
+            return False
 
     for variant in filter(None, spec["variants"].split(",")):
-        if left() > 20:
-            report(f"ours {variant}", ours(spec, variant, spec["batch"], spec["steps"], spec["skip"]))
-    batch = 2 * spec["batch"]
-    while spec["search"] and batch <= spec["max_batch"] and left() > 20:
-        try:
-            report(f"ours {spec['search']} b{batch}", ours(spec, spec["search"], batch, 8, 4))
-        except torch.OutOfMemoryError:
-            report(f"ours {spec['search']} b{batch}", {"error": "out of memory"})
-            break
+        attempt(f"ours {variant}", lambda v=variant: ours(spec, v, spec["batch"], spec["steps"], spec["skip"]))
+    batch, search = 2 * spec["batch"], spec["search"]
+    while (
+        search
+        and batch <= spec["max_batch"]
+        and attempt(f"ours {search} b{batch}", lambda b=batch: ours(spec, search, b, 8, 4))
+    ):
         batch *= 2
     for variant in filter(None, spec["profile"].split(",")):
-        if left() > 20:
-            report(f"ours {variant} profiled", profiled(spec, variant))
+        attempt(f"ours {variant} profiled", lambda v=variant: profiled(spec, v))
 
 
 def ours(spec: dict[str, Any], variant: str, batch: int, steps: int, skip: int) -> dict[str, Any]:
