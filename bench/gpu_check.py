@@ -1,7 +1,7 @@
 """Our training loop against the Hugging Face ``Trainer`` on one GPU: tokens/s, MFU, peak memory and a profile.
 
     PYTHON=python3 BUDGET_S=280 bash bench/gpu_check.sh   # one GPU: opt-125m, seq 2048, batch 16, bf16; < 5 minutes
-    bash bench/gpu_check.sh --smoke                        # a tiny model on the CPU, about a minute
+    bash bench/gpu_check.sh --smoke                        # a tiny model on the CPU, a few minutes
 
 Data: ``tests.train_fixtures.write_packed`` (synthetic packed shards). Two cold processes, one after the other:
 
@@ -11,10 +11,11 @@ Data: ``tests.train_fixtures.write_packed`` (synthetic packed shards). Two cold 
 * ours: ``train.loop.train`` once per run in one process (accelerate's state reset in between), with AdamW lr 6e-4,
   betas 0.9/0.95, weight decay 0.1, clip 1.0, 10 warmup steps then cosine, 2 loader workers. A variant joins flag
   sets with ``+``: ``compile`` (``--compile``), ``chunked`` (``--loss chunked``), ``gc``
-  (``--gradient-checkpointing``), ``eager-attn`` (``--attn-implementation eager``); ``eager`` is none of them.
-  Then the ``--search`` variant at twice, four times ... the batch until it runs out of memory, and the ``--profile``
-  variants under ``torch.profiler``: the top ops by GPU time (CPU time on the CPU) and the host syncs
-  (``aten::_local_scalar_dense``, as ``.item()`` makes) of their measured steps go to ``OUT/profile-VARIANT.txt``.
+  (``--gradient-checkpointing``), ``eager-attn`` and ``fa2`` (``--attn-implementation eager``,
+  ``flash_attention_2``, which needs the flash-attn package); ``eager`` is none of them.
+  Then the ``--profile`` variants under ``torch.profiler``: the top ops by GPU time (CPU time on the CPU) and the host
+  syncs (``aten::_local_scalar_dense``, as ``.item()`` makes) of their measured steps go to
+  ``OUT/profile-VARIANT.txt``. Last, the ``--search`` variant at twice, four times ... the batch until it fails.
 
 Tokens/s is the steady state after ``--skip`` steps; MFU is ``train.metrics``' (FLOPs per token over the GPU's bf16
 peak; ``--peak-tflops`` for a GPU it does not know); ours/HF divides by the Trainer's first variant. Runs that would
@@ -42,18 +43,18 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 TINY = "num_hidden_layers=2,hidden_size=64,ffn_dim=128,num_attention_heads=4"
 FLAGS = {"eager": [], "compile": ["--compile"], "chunked": ["--loss", "chunked"], "gc": ["--gradient-checkpointing"],
-         "eager-attn": ["--attn-implementation", "eager"]}  # fmt: skip
+         "eager-attn": ["--attn-implementation", "eager"], "fa2": ["--attn-implementation", "flash_attention_2"]}  # fmt: skip
 SYNCS = ("aten::_local_scalar_dense", "cudaStreamSynchronize", "cudaDeviceSynchronize")
 
 
 def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--smoke", action="store_true", help="tiny sizes, for the CPU: seq 64, batch 2, 10 steps")
+    p.add_argument("--smoke", action="store_true", help="defaults for the CPU: a tiny model, seq 64, batch 2, 10 steps")
     p.add_argument("--variants", default="eager,chunked,compile,chunked+compile,gc", help="ours, in order")
     p.add_argument("--hf-variants", default="eager", help="the Trainer's, before ours")
     p.add_argument("--search", default="chunked", help="variant whose largest micro-batch is searched ('' skips)")
     p.add_argument("--max-batch", type=int, default=256, help="where the search stops (also the data's sequences)")
-    p.add_argument("--profile", default="chunked+compile", help="variants profiled, after the rest ('' skips)")
+    p.add_argument("--profile", default="chunked+compile", help="variants profiled after the others ('' skips)")
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--seq-len", type=int, default=2048)
     p.add_argument("--steps", type=int, default=30)
@@ -63,10 +64,10 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--peak-tflops", type=float, help="for MFU on a GPU that train.metrics does not know")
     p.add_argument("--budget-s", type=float, default=280, help="runs that would start later are skipped")
     p.add_argument("--out", type=Path, help="results.json and the profiles go here (default: the work directory)")
+    if p.parse_args().smoke:  # new defaults: flags given still win
+        p.set_defaults(variants="eager,chunked,gc", profile="chunked", model_overrides=TINY, batch=2, seq_len=64,
+                       steps=10, skip=5, max_batch=8)  # fmt: skip
     args = p.parse_args()
-    if args.smoke:
-        args.variants, args.profile, args.model_overrides = "eager,chunked,gc", "chunked", TINY
-        args.batch, args.seq_len, args.steps, args.skip, args.max_batch = 2, 64, 10, 5, 8
     import torch
 
     args.cuda = torch.cuda.is_available()
@@ -116,6 +117,8 @@ def child_ours(spec: dict[str, Any]) -> None:
 
     for variant in filter(None, spec["variants"].split(",")):
         attempt(f"ours {variant}", lambda v=variant: ours(spec, v, spec["batch"], spec["steps"], spec["skip"]))
+    for variant in filter(None, spec["profile"].split(",")):
+        attempt(f"ours {variant} profiled", lambda v=variant: profiled(spec, v))
     batch, search = 2 * spec["batch"], spec["search"]
     while (
         search
@@ -123,8 +126,6 @@ def child_ours(spec: dict[str, Any]) -> None:
         and attempt(f"ours {search} b{batch}", lambda b=batch: ours(spec, search, b, 8, 4))
     ):
         batch *= 2
-    for variant in filter(None, spec["profile"].split(",")):
-        attempt(f"ours {variant} profiled", lambda v=variant: profiled(spec, v))
 
 
 def ours(spec: dict[str, Any], variant: str, batch: int, steps: int, skip: int) -> dict[str, Any]:
