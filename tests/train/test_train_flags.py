@@ -1,9 +1,11 @@
-"""Activation checkpointing, gradient clipping and bf16 autocast: each does what it says, and its flag reaches the run.
+"""Activation checkpointing, gradient clipping, bf16 autocast, the chunked loss and the attention kernels: each does
+what it says, and its flag reaches the run.
 
 The flag tests run the real loop (:func:`train.loop.train`, parsed from command-line flags) in this process, with
 PyTorch's global module and optimizer hooks observing it from outside: what dtype the decoder layers compute in and
 whether autocast is on inside them, how often each layer runs forward (twice when checkpointing recomputes it in
-backward), and the gradient norm the optimizer actually steps with. Each flag run has a default run as contrast, so
+backward), which attention kernels they use, whether the LM head runs, and the gradient norm the optimizer actually
+steps with. Each flag run has a default run as contrast, so
 the observations are shown to tell the two apart.
 """
 
