@@ -5,8 +5,7 @@ The flag tests run the real loop (:func:`train.loop.train`, parsed from command-
 PyTorch's global module and optimizer hooks observing it from outside: what dtype the decoder layers compute in and
 whether autocast is on inside them, how often each layer runs forward (twice when checkpointing recomputes it in
 backward), which attention kernels they use, whether the LM head runs, and the gradient norm the optimizer actually
-steps with. Each flag run has a default run as contrast, so
-the observations are shown to tell the two apart.
+steps with. Each flag run has a default run as contrast, so the observations are shown to tell the two apart.
 """
 
 from __future__ import annotations
