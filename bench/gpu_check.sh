@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
-# Our training loop against the Hugging Face Trainer on one GPU (opt-125m, seq 2048, batch 16, bf16: eager, --compile,
-# gradient checkpointing; about 4 minutes). The work is in bench/gpu_check.py; this wrapper adds nvidia-smi, a hard
-# time limit and the log.
+# Our training loop against the Hugging Face Trainer on one GPU (opt-125m, seq 2048, batch 16, bf16): the Trainer, then
+# ours eager, --loss chunked, --compile, both, gradient checkpointing, the largest micro-batch, and a profile; under 5
+# minutes. The work is in bench/gpu_check.py; this wrapper adds nvidia-smi, a hard time limit and the log.
 #
-#   PYTHON=python3 BUDGET_S=420 bash bench/gpu_check.sh   # on the GPU machine, from anywhere in the repository
+#   PYTHON=python3 BUDGET_S=280 bash bench/gpu_check.sh   # on the GPU machine, from anywhere in the repository
 #   bash bench/gpu_check.sh --smoke                        # a tiny model on the CPU
 #
-# Writes $OUT/gpu_check.log and $OUT/results.json (OUT defaults to a new temporary directory). Environment: PYTHON
-# (default .venv/bin/python if present, else python3), BUDGET_S (runs that would start later are skipped; default
-# 420). Other arguments go to gpu_check.py (--peak-tflops for a GPU that train.metrics does not know, --variants, ...).
+# Writes $OUT/gpu_check.log, $OUT/results.json and $OUT/profile-VARIANT.txt (OUT defaults to a new temporary
+# directory). Environment: PYTHON (default .venv/bin/python if present, else python3), BUDGET_S (runs that would start
+# later are skipped; default 280). Other arguments go to gpu_check.py (--peak-tflops for a GPU that train.metrics does
+# not know, --variants, --profile, ...).
 set -u
 cd "$(dirname "$0")/.." || exit 1
 OUT=${OUT:-$(mktemp -d)}
@@ -18,7 +19,7 @@ mkdir -p "$OUT"
 {
   echo "[$(date +%T)] gpu_check.sh: $(git rev-parse --short HEAD 2>/dev/null || echo 'no git'), python $PY, OUT=$OUT"
   if command -v nvidia-smi >/dev/null; then timeout 20 nvidia-smi; else echo "nvidia-smi: not found"; fi
-  timeout -k 10 "$(( ${BUDGET_S:-420} + 60 ))" "$PY" bench/gpu_check.py --budget-s "${BUDGET_S:-420}" --out "$OUT" "$@"
+  timeout -k 10 "$(( ${BUDGET_S:-280} + 60 ))" "$PY" bench/gpu_check.py --budget-s "${BUDGET_S:-280}" --out "$OUT" "$@"
   rc=$?
   echo "[$(date +%T)] gpu_check.sh finished, rc $rc"
 } 2>&1 | tee "$OUT/gpu_check.log"

@@ -18,6 +18,8 @@ from slm_common.options import read_yaml_options
 
 SCHEDULES = ("cosine", "linear", "constant")
 MIXED_PRECISION = ("auto", "no", "bf16", "fp16")
+LOSSES = ("hf", "chunked")
+ATTENTION = ("auto", "sdpa", "eager", "flash_attention_2", "flex_attention")
 
 
 @dataclass
@@ -52,6 +54,17 @@ class TrainConfig:
     resume: bool = field(default=False, metadata={"help": "continue from the newest complete checkpoint, if any"})
     gradient_checkpointing: bool = field(default=False, metadata={"help": "recompute activations in backward"})
     compile: bool = field(default=False, metadata={"help": "torch.compile the model (inductor)"})
+    loss: str = field(
+        default="hf",
+        metadata={
+            "help": "hf: the model's own loss; chunked: LM head and cross-entropy by chunks of tokens, no whole logits",
+            "choices": LOSSES,
+        },
+    )
+    attn_implementation: str = field(
+        default="auto",
+        metadata={"help": "attention kernels; auto: transformers' choice (sdpa for OPT)", "choices": ATTENTION},
+    )
     seed: int = field(default=0, metadata={"help": "seed of model init, dropout and the data order"})
     num_workers: int = field(default=2, metadata={"help": "DataLoader worker processes per device"})
     shuffle_window: int = field(default=4, metadata={"help": "row groups whose sequences are shuffled together"})
@@ -90,7 +103,7 @@ class TrainConfig:
         for name in ("warmup_steps", "eval_every", "save_every", "num_workers"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
-        for name in ("schedule", "mixed_precision"):
+        for name in ("schedule", "mixed_precision", "loss", "attn_implementation"):
             choices = _field(name).metadata["choices"]
             if getattr(self, name) not in choices:
                 raise ValueError(f"{name} must be one of {choices}, got {getattr(self, name)!r}")

@@ -27,6 +27,7 @@ from train import checkpoint
 from train.compat import check_inputs
 from train.config import TrainConfig
 from train.data import DataStream
+from train.loss import use_chunked_loss
 from train.metrics import DataLog, Meter, flops_per_token, perplexity, plot_losses
 from train.model import build_model, enable_activation_checkpointing, lr_lambda, make_optimizer
 
@@ -90,7 +91,9 @@ def build_prepared(
 ) -> tuple[torch.nn.Module, torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler, float]:
     """Model, optimizer and schedule, passed through ``accelerator.prepare``; plus the model's FLOPs per token."""
     set_seed(cfg.seed)  # identical init on every rank
-    model = build_model(cfg.model, cfg.model_overrides, special_ids(train_data.index.manifest))
+    model = build_model(cfg.model, cfg.model_overrides, special_ids(train_data.index.manifest), cfg.attn_implementation)
+    if cfg.loss == "chunked":
+        use_chunked_loss(model)
     if cfg.gradient_checkpointing:
         enable_activation_checkpointing(model)
     flops = flops_per_token(model, train_data.index.seq_len)

@@ -16,8 +16,11 @@ from train.config import TrainConfig
 PRESET_PREFIX = "preset:"
 
 
-def build_model(spec: str, overrides: dict[str, Any], special_ids: dict[str, int | None]) -> PreTrainedModel:
-    """A ``save_pretrained`` directory, or ``preset:NAME`` with random init.
+def build_model(
+    spec: str, overrides: dict[str, Any], special_ids: dict[str, int | None], attn_implementation: str = "auto"
+) -> PreTrainedModel:
+    """A ``save_pretrained`` directory, or ``preset:NAME`` with random init, with the named attention kernels
+    (``auto``: transformers' choice).
 
     A preset takes the data's special token ids (from the manifest) so that generation from the trained model stops
     at the tokenizer's EOS rather than at the preset's; explicit overrides still win. Weights are kept in float32
@@ -26,9 +29,12 @@ def build_model(spec: str, overrides: dict[str, Any], special_ids: dict[str, int
     ``from_pretrained`` as a loader keyword such as ``trust_remote_code``.
     """
     check_overrides(overrides)
+    kwargs: dict[str, Any] = {"dtype": torch.float32}
+    if attn_implementation != "auto":
+        kwargs["attn_implementation"] = attn_implementation
     if spec.startswith(PRESET_PREFIX):
-        return AutoModelForCausalLM.from_config(model_config(spec, overrides, special_ids), dtype=torch.float32)
-    return AutoModelForCausalLM.from_pretrained(spec, dtype=torch.float32, **overrides)
+        return AutoModelForCausalLM.from_config(model_config(spec, overrides, special_ids), **kwargs)
+    return AutoModelForCausalLM.from_pretrained(spec, **kwargs, **overrides)
 
 
 def model_config(

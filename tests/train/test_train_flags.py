@@ -1,10 +1,11 @@
-"""Activation checkpointing, gradient clipping and bf16 autocast: each does what it says, and its flag reaches the run.
+"""Activation checkpointing, gradient clipping, bf16 autocast, the chunked loss and the attention kernels: each does
+what it says, and its flag reaches the run.
 
 The flag tests run the real loop (:func:`train.loop.train`, parsed from command-line flags) in this process, with
 PyTorch's global module and optimizer hooks observing it from outside: what dtype the decoder layers compute in and
 whether autocast is on inside them, how often each layer runs forward (twice when checkpointing recomputes it in
-backward), and the gradient norm the optimizer actually steps with. Each flag run has a default run as contrast, so
-the observations are shown to tell the two apart.
+backward), which attention kernels they use, whether the LM head runs, and the gradient norm the optimizer actually
+steps with. Each flag run has a default run as contrast, so the observations are shown to tell the two apart.
 """
 
 from __future__ import annotations
@@ -23,8 +24,8 @@ from torch.optim.optimizer import register_optimizer_step_pre_hook
 from transformers.models.opt.modeling_opt import OPTAttention, OPTForCausalLM
 
 from tests.train_fixtures import write_packed
-from train.config import load_config
-from train.model import build_model, enable_activation_checkpointing
+from train.config import TrainConfig, load_config
+from train.model import build_model, enable_activation_checkpointing, make_optimizer
 
 LAYERS, STEPS, CLIP = 2, 2, 0.05
 TINY = {"num_hidden_layers": LAYERS, "hidden_size": 64, "ffn_dim": 128, "num_attention_heads": 4, "vocab_size": 600}
@@ -37,6 +38,9 @@ class Observed:
     """What the hooks saw during one run."""
 
     attention_calls: int = 0
+    attention: set[str] = field(default_factory=set)
+    lm_head: torch.nn.Module | None = None
+    lm_head_calls: int = 0
     checkpointing: set[bool] = field(default_factory=set)
     linear_dtypes: Counter = field(default_factory=Counter)
     autocast: set[tuple[bool, torch.dtype | None]] = field(default_factory=set)
@@ -60,12 +64,16 @@ def observe() -> Iterator[Observed]:
         # A pre-hook, because a recompute stops as soon as backward has what it needs, before post-hooks would run.
         if isinstance(module, OPTAttention):
             seen.attention_calls += 1
+            seen.attention.add(module.config._attn_implementation)
             enabled = torch.is_autocast_enabled("cpu")
             seen.autocast.add((enabled, torch.get_autocast_dtype("cpu") if enabled else None))
+        elif isinstance(module, OPTForCausalLM):
+            seen.lm_head = module.lm_head
 
     def forward_hook(module: torch.nn.Module, args: Any, output: Any) -> None:
         if isinstance(module, torch.nn.Linear) and isinstance(output, torch.Tensor):
             seen.linear_dtypes[output.dtype] += 1
+            seen.lm_head_calls += module is seen.lm_head
         elif isinstance(module, OPTForCausalLM):
             seen.checkpointing.add(checkpointing_on(module))
 
@@ -140,8 +148,13 @@ def test_flags_reach_the_model_and_optimizer(packed: Path, tmp_path: Path) -> No
     """``--gradient-checkpointing``, ``--grad-clip`` and ``--mixed-precision bf16`` each change what the loop does,
     compared with a run without them: layers recomputed in backward, the optimizer stepping with a gradient of norm
     at most the clip (while the logged pre-clip norm is above it) and decoder matmuls computed in bf16 under CPU
-    autocast (with float32 master weights)."""
+    autocast (with float32 master weights). ``--loss chunked --attn-implementation eager`` trains as the plain run
+    does (same losses and gradient norms) with the other attention kernels and without calling the LM head."""
     plain, plain_metrics = run_train(packed, tmp_path / "plain", "--grad-clip", "0", "--mixed-precision", "no")
+    chunked, chunked_metrics = run_train(
+        packed, tmp_path / "chunked", "--grad-clip", "0", "--mixed-precision", "no", "--loss", "chunked",
+        "--attn-implementation", "eager",
+    )  # fmt: skip
     flagged, flagged_metrics = run_train(
         packed,
         tmp_path / "flagged",
@@ -151,6 +164,11 @@ def test_flags_reach_the_model_and_optimizer(packed: Path, tmp_path: Path) -> No
         "--mixed-precision",
         "bf16",
     )
+
+    assert plain.attention == {"sdpa"} and chunked.attention == {"eager"}
+    assert plain.lm_head_calls == STEPS and chunked.lm_head_calls == 0
+    for key in ("loss", "grad_norm"):
+        assert [m[key] for m in chunked_metrics] == pytest.approx([m[key] for m in plain_metrics], rel=1e-4), key
 
     assert plain.checkpointing == {False} and flagged.checkpointing == {True}
     assert plain.attention_calls == STEPS * LAYERS
@@ -169,3 +187,11 @@ def test_flags_reach_the_model_and_optimizer(packed: Path, tmp_path: Path) -> No
 
     with safe_open(tmp_path / "flagged" / "final" / "model.safetensors", "pt") as weights:
         assert {weights.get_tensor(name).dtype for name in weights.keys()} == {torch.float32}
+
+
+def test_optimizer_is_fused_on_cuda() -> None:
+    """One fused AdamW kernel per step on CUDA (the CPU path keeps the default implementation)."""
+    cfg = TrainConfig(data="packed", model="preset:opt-125m", output="run")
+    model = build_model("preset:opt-125m", TINY, {})
+    assert make_optimizer(model, cfg, torch.device("cuda")).defaults["fused"] is True
+    assert not make_optimizer(model, cfg, torch.device("cpu")).defaults["fused"]
