@@ -37,6 +37,8 @@ import pyarrow.parquet as pq
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
+from train.preemption import ignore_sigterm
+
 
 @dataclass(frozen=True)
 class Unit:
@@ -220,6 +222,7 @@ class DataStream:
             batch_size=None,
             num_workers=self.num_workers,
             pin_memory=self.pin_memory,
+            worker_init_fn=ignore_sigterm,
             generator=torch.Generator().manual_seed(self.order.seed),
         )
         for batch in loader:
