@@ -9,7 +9,6 @@ single-process run the reference for the two-process runs too.
 from __future__ import annotations
 
 import json
-import shutil
 import signal
 import subprocess
 import sys
@@ -107,46 +106,30 @@ def test_reference_writes_tensorboard_curves(reference: Path) -> None:
 
 def test_sigterm_checkpoints_and_resume_matches(packed: Path, reference: Path, tmp_path: Path) -> None:
     """One process: SIGTERM mid-run ends it after the step in progress, with a checkpoint at that step and exit code
-    143; ``--resume`` then logs every later step once, with the losses of the run that was never stopped.
-
-    A damaged copy of the same stopped run (newest checkpoint's weights truncated, a log line torn as by a kill
-    mid-write) resumes from the checkpoint before, in one reported line, and still reproduces the reference."""
-    run, damaged = tmp_path / "run", tmp_path / "damaged"
-    args = train_args(packed, run)
-    rc, output = sigterm_after(start([sys.executable, "-m", "train", *args]), run, step=SAVE_EVERY + 1)
+    143; ``--resume`` then logs every later step once, with the losses of the run that was never stopped."""
+    args = train_args(packed, tmp_path)
+    rc, output = sigterm_after(start([sys.executable, "-m", "train", *args]), tmp_path, step=SAVE_EVERY + 1)
     assert rc == EXIT_CODE, output
-    stopped = logged_steps(run)[-1]
+    stopped = logged_steps(tmp_path)[-1]
     assert SAVE_EVERY < stopped < STEPS
-    saved = sorted({*range(SAVE_EVERY, stopped + 1, SAVE_EVERY), stopped})[-3:]  # --keep-checkpoints 3
-    assert checkpoint_steps(run) == saved
+    assert checkpoint_steps(tmp_path) == sorted({*range(SAVE_EVERY, stopped + 1, SAVE_EVERY), stopped})
     assert f"SIGTERM: stopped after step {stopped}" in output
-    assert not (run / "final").exists()
-    shutil.copytree(run, damaged)
+    assert not (tmp_path / "final").exists()
 
     rc, output = finish(start([sys.executable, "-m", "train", *args, "--resume"]))
     assert rc == 0, output
-    assert f"resumed from {run / 'checkpoints' / f'step-{stopped}'} (step {stopped}" in output
-    assert_continues_reference(run, reference)
-
-    newest = damaged / "checkpoints" / f"step-{stopped}"
-    weights = newest / "model.safetensors"
-    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
-    with (damaged / "metrics.jsonl").open("a") as f:
-        f.write('{"step": 99, "loss": 1.')
-    rc, output = finish(start([sys.executable, "-m", "train", *train_args(packed, damaged), "--resume"]))
-    assert rc == 0, output
-    reports = [line for line in output.splitlines() if "does not load" in line]
-    assert len(reports) == 1 and str(newest) in reports[0], output
-    assert f"resumed from {damaged / 'checkpoints' / f'step-{saved[-2]}'}" in output
-    assert (damaged / "checkpoints" / f".failed-step-{stopped}" / "model.safetensors").is_file()
-    assert_continues_reference(damaged, reference)
+    assert f"resumed from {tmp_path / 'checkpoints' / f'step-{stopped}'} (step {stopped}" in output
+    assert_continues_reference(tmp_path, reference)
 
 
-def test_sigterm_to_accelerate_launch_stops_all_ranks_at_one_step(
-    packed: Path, reference: Path, tmp_path: Path
-) -> None:
+def test_sigterm_to_accelerate_launch_then_damaged_checkpoint(packed: Path, reference: Path, tmp_path: Path) -> None:
     """Two gloo processes, SIGTERM to the launcher (which signals each rank's process group, DataLoader workers
-    included): both ranks finish the same step and save it; ``--resume`` on two processes reproduces the reference."""
+    included): both ranks finish the same step and save it.
+
+    That newest checkpoint is then damaged (its weights truncated) and the log gets a line torn as by a kill
+    mid-write: ``--resume`` (one process on the whole batch, the same global batches) reports the checkpoint in one
+    line, sets it aside, continues from the one before, drops the log records after it, and reproduces the
+    reference."""
     args = train_args(packed, tmp_path, batch=BATCH // 2, workers=1)
     launch = [
         str(ACCELERATE), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
@@ -156,13 +139,22 @@ def test_sigterm_to_accelerate_launch_stops_all_ranks_at_one_step(
     assert rc != 0, output
     stopped = logged_steps(tmp_path)[-1]
     last_steps = {read_jsonl(tmp_path / "data-log" / f"rank-{r}.jsonl")[-1]["step"] for r in range(2)}
-    assert last_steps == {stopped} and checkpoint_steps(tmp_path)[-1] == stopped < STEPS, output
-    state: dict[str, Any] = json.loads(
-        (tmp_path / "checkpoints" / f"step-{stopped}" / "trainer_state.json").read_text()
-    )
+    assert last_steps == {stopped} and SAVE_EVERY < stopped < STEPS, output
+    saved = sorted({*range(SAVE_EVERY, stopped + 1, SAVE_EVERY), stopped})
+    assert checkpoint_steps(tmp_path) == saved
+    newest = tmp_path / "checkpoints" / f"step-{stopped}"
+    state: dict[str, Any] = json.loads((newest / "trainer_state.json").read_text())
     assert state["world_size"] == 2 and state["step"] == stopped
+    assert {p.name for p in newest.glob("random_states_*.pkl")} == {"random_states_0.pkl", "random_states_1.pkl"}
 
-    launch[launch.index("--main_process_port") + 1] = str(free_port())
-    rc, output = finish(start([*launch, *args, "--resume"]))
+    weights = newest / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    with (tmp_path / "metrics.jsonl").open("a") as f:
+        f.write('{"step": 99, "loss": 1.')
+    rc, output = finish(start([sys.executable, "-m", "train", *train_args(packed, tmp_path), "--resume"]))
     assert rc == 0, output
+    reports = [line for line in output.splitlines() if "does not load" in line]
+    assert len(reports) == 1 and str(newest) in reports[0], output
+    assert f"resumed from {tmp_path / 'checkpoints' / f'step-{saved[-2]}'}" in output
+    assert (tmp_path / "checkpoints" / f".failed-step-{stopped}" / "model.safetensors").is_file()
     assert_continues_reference(tmp_path, reference)
