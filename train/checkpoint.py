@@ -39,6 +39,11 @@ def _complete(run_dir: Path) -> list[tuple[int, Path]]:
     return sorted(found)
 
 
+def latest(run_dir: Path) -> Path | None:
+    found = _complete(run_dir)
+    return found[-1][1] if found else None
+
+
 def save(accelerator: Accelerator, run_dir: Path, step: int, data: DataStream, keep: int) -> Path:
     """Save model, optimizer, scheduler and RNG states (``accelerator.save_state``) plus the step and data position.
 

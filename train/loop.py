@@ -78,12 +78,12 @@ def train(cfg: TrainConfig) -> Path:
             accelerator.print(f"SIGTERM: stopped after step {step}, saved {saved}; continue with --resume")
             accelerator.end_training()
             raise Preempted(step)
-    preemption.close()
     meter.close()
     final = checkpoint.export_final(accelerator, model, run, Path(cfg.data))
     if accelerator.is_main_process:
         plot_losses(run)
     accelerator.end_training()
+    preemption.close()  # only now: a SIGTERM during the export above is noted and ignored, the export completes
     return final
 
 
@@ -137,7 +137,7 @@ def resolve_mixed_precision(choice: str) -> str:
 
 
 def resolve_trackers(report_to: str) -> list[str]:
-    """``auto`` means TensorBoard when it is importable and nothing otherwise, so no tracker is a hard dependency."""
+    """``auto`` means TensorBoard (a dependency of the project) when it is importable, and nothing otherwise."""
     if report_to == "auto":
         return ["tensorboard"] if importlib.util.find_spec("tensorboard") else []
     return [name for name in report_to.split(",") if name and name != "none"]

@@ -4,7 +4,8 @@ The handler only sets a flag. The loop asks :meth:`Preemption.requested` once pe
 saves a checkpoint at that step and exits with :data:`EXIT_CODE`; ``--resume`` continues from it exactly. Ranks may
 receive the signal at different moments (a launcher signals each process in turn; a node may be reclaimed alone), so
 the question is collective: the ranks' flags are summed (one scalar all-reduce per step) and every rank stops at the
-same step. A second SIGTERM takes the default action and ends the process at once.
+same step. A SIGTERM after the last step lets the final export complete (exit 0). A second SIGTERM takes the default
+action and ends the process at once.
 """
 
 from __future__ import annotations
