@@ -69,6 +69,11 @@ def checkpoint_steps(run: Path) -> list[int]:
     return sorted(int(p.name.removeprefix("step-")) for p in (run / "checkpoints").glob("step-*"))
 
 
+def expected_checkpoints(stopped: int) -> list[int]:
+    """The periodic checkpoints up to the stop and the stop's own, the newest 3 (``--keep-checkpoints``)."""
+    return sorted({*range(SAVE_EVERY, stopped + 1, SAVE_EVERY), stopped})[-3:]
+
+
 def losses(run: Path) -> list[float]:
     return [m["loss"] for m in read_jsonl(run / "metrics.jsonl")]
 
@@ -112,7 +117,7 @@ def test_sigterm_checkpoints_and_resume_matches(packed: Path, reference: Path, t
     assert rc == EXIT_CODE, output
     stopped = logged_steps(tmp_path)[-1]
     assert SAVE_EVERY < stopped < STEPS
-    assert checkpoint_steps(tmp_path) == sorted({*range(SAVE_EVERY, stopped + 1, SAVE_EVERY), stopped})
+    assert checkpoint_steps(tmp_path) == expected_checkpoints(stopped)
     assert f"SIGTERM: stopped after step {stopped}" in output
     assert not (tmp_path / "final").exists()
 
@@ -140,7 +145,7 @@ def test_sigterm_to_accelerate_launch_then_damaged_checkpoint(packed: Path, refe
     stopped = logged_steps(tmp_path)[-1]
     last_steps = {read_jsonl(tmp_path / "data-log" / f"rank-{r}.jsonl")[-1]["step"] for r in range(2)}
     assert last_steps == {stopped} and SAVE_EVERY < stopped < STEPS, output
-    saved = sorted({*range(SAVE_EVERY, stopped + 1, SAVE_EVERY), stopped})
+    saved = expected_checkpoints(stopped)
     assert checkpoint_steps(tmp_path) == saved
     newest = tmp_path / "checkpoints" / f"step-{stopped}"
     state: dict[str, Any] = json.loads((newest / "trainer_state.json").read_text())
