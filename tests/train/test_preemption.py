@@ -69,6 +69,11 @@ def checkpoint_steps(run: Path) -> list[int]:
     return sorted(int(p.name.removeprefix("step-")) for p in (run / "checkpoints").glob("step-*"))
 
 
+def batches(run: Path) -> list[tuple[int, int, str]]:
+    """Each micro-batch one process read: step, micro-batch and content hash (``--debug-log-data``)."""
+    return [(r["step"], r["micro"], r["sha1"]) for r in read_jsonl(run / "data-log" / "rank-0.jsonl")]
+
+
 def expected_checkpoints(stopped: int) -> list[int]:
     """The periodic checkpoints up to the stop and the stop's own, the newest 3 (``--keep-checkpoints``)."""
     return sorted({*range(SAVE_EVERY, stopped + 1, SAVE_EVERY), stopped})[-3:]
@@ -111,7 +116,8 @@ def test_reference_writes_tensorboard_curves(reference: Path) -> None:
 
 def test_sigterm_checkpoints_and_resume_matches(packed: Path, reference: Path, tmp_path: Path) -> None:
     """One process: SIGTERM mid-run ends it after the step in progress, with a checkpoint at that step and exit code
-    143; ``--resume`` then logs every later step once, with the losses of the run that was never stopped."""
+    143; ``--resume`` then reads the same batches and logs every later step once, with the losses of the run that was
+    never stopped."""
     args = train_args(packed, tmp_path)
     rc, output = sigterm_after(start([sys.executable, "-m", "train", *args]), tmp_path, step=SAVE_EVERY + 1)
     assert rc == EXIT_CODE, output
@@ -125,6 +131,7 @@ def test_sigterm_checkpoints_and_resume_matches(packed: Path, reference: Path, t
     assert rc == 0, output
     assert f"resumed from {tmp_path / 'checkpoints' / f'step-{stopped}'} (step {stopped}" in output
     assert_continues_reference(tmp_path, reference)
+    assert batches(tmp_path) == batches(reference)
 
 
 def test_sigterm_to_accelerate_launch_then_damaged_checkpoint(packed: Path, reference: Path, tmp_path: Path) -> None:
