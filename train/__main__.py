@@ -5,6 +5,9 @@ Examples::
     python -m train --data OUT/packed --model preset:opt-125m --output runs/r1 --max-steps 2000
     accelerate launch --multi_gpu --num_processes 8 -m train --data OUT/packed --model OUT/models/grown \\
         --output runs/r2 --batch-size 16 --grad-accum 4 --resume
+
+Exit codes: 0 trained (``RUN/final`` written); 143 stopped by SIGTERM after saving a checkpoint (rerun with
+``--resume``); other non-zero codes are errors (2: a bad flag).
 """
 
 from __future__ import annotations
@@ -24,12 +27,15 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     from train.compat import IncompatibleInputs
     from train.loop import train  # after parsing, so that --help and flag errors do not wait for torch
+    from train.preemption import EXIT_CODE, Preempted
 
     try:
         final = train(cfg)
     except IncompatibleInputs as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except Preempted:  # SIGTERM: the checkpoint is saved and the loop has said so
+        return EXIT_CODE
     print(f"final model: {final}")
     return 0
 

@@ -37,6 +37,7 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from train.compat import read_manifest
+from train.preemption import ignore_sigterm
 
 
 @dataclass(frozen=True)
@@ -219,6 +220,7 @@ class DataStream:
             batch_size=None,
             num_workers=self.num_workers,
             pin_memory=self.pin_memory,
+            worker_init_fn=ignore_sigterm,
             generator=torch.Generator().manual_seed(self.order.seed),
         )
         for batch in loader:

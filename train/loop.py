@@ -30,6 +30,7 @@ from train.data import DataStream
 from train.loss import use_chunked_loss
 from train.metrics import DataLog, Meter, flops_per_token, perplexity, plot_losses
 from train.model import build_model, enable_activation_checkpointing, lr_lambda, make_optimizer
+from train.preemption import Preempted, Preemption
 
 
 def train(cfg: TrainConfig) -> Path:
@@ -44,6 +45,7 @@ def train(cfg: TrainConfig) -> Path:
     meter = Meter(accelerator, run, step, cfg.max_steps, train_data.tokens_seen, flops, cfg.peak_tflops)
     data_log = DataLog(run, accelerator.process_index, step) if cfg.debug_log_data else None
     batches = iter(train_data)
+    preemption = Preemption(accelerator)
     model.train()
     while step < cfg.max_steps:
         for micro in range(cfg.grad_accum):
@@ -70,14 +72,21 @@ def train(cfg: TrainConfig) -> Path:
                 with meter.paused():
                     record |= evaluate(model, val_data, cfg.eval_batches, accelerator, manifest)
             meter.write(record)
-        if due(step, cfg.save_every, cfg.max_steps):
+        stopping = preemption.requested()  # collective: every rank stops at the same step
+        if stopping or due(step, cfg.save_every, cfg.max_steps):
             with meter.paused():
-                checkpoint.save(accelerator, run, step, train_data, cfg.keep_checkpoints)
+                saved = checkpoint.save(accelerator, run, step, train_data, cfg.keep_checkpoints)
+        if stopping:
+            meter.close()
+            accelerator.print(f"SIGTERM: stopped after step {step}, saved {saved}; continue with --resume")
+            accelerator.end_training()
+            raise Preempted(step)
     meter.close()
     final = checkpoint.export_final(accelerator, model, run, Path(cfg.data))
     if accelerator.is_main_process:
         plot_losses(run)
     accelerator.end_training()
+    preemption.close()  # only now: a SIGTERM during the export above is noted and ignored, the export completes
     return final
 
 
@@ -133,7 +142,7 @@ def resolve_mixed_precision(choice: str) -> str:
 
 
 def resolve_trackers(report_to: str) -> list[str]:
-    """``auto`` means TensorBoard when it is importable and nothing otherwise, so no tracker is a hard dependency."""
+    """``auto`` means TensorBoard (a dependency of the project) when it is importable, and nothing otherwise."""
     if report_to == "auto":
         return ["tensorboard"] if importlib.util.find_spec("tensorboard") else []
     return [name for name in report_to.split(",") if name and name != "none"]

@@ -9,6 +9,7 @@ import contextlib
 import hashlib
 import json
 import math
+import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -54,7 +55,8 @@ def flops_per_token(model: torch.nn.Module, seq_len: int) -> float:
 def keep_steps_upto(path: Path, last_step: int) -> None:
     """Drop records after ``last_step`` from a jsonl log: a resumed run redoes those steps and logs them again.
 
-    A line torn by a kill mid-write is dropped too.
+    A line torn by a kill mid-write is dropped too. The log is rewritten under another name and renamed over the old
+    one, so a kill during the rewrite leaves the old log, not half of it.
     """
     if not path.exists():
         return
@@ -65,7 +67,12 @@ def keep_steps_upto(path: Path, last_step: int) -> None:
                 kept.append(line + "\n")
         except (json.JSONDecodeError, KeyError, TypeError):
             continue
-    path.write_text("".join(kept))
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("w") as f:
+        f.write("".join(kept))
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
 
 
 class Meter:
@@ -135,8 +142,11 @@ class Meter:
     def write(self, record: dict[str, Any]) -> None:
         self.bar.set_postfix({k: f"{record[k]:.4g}" for k in ("loss", "eval_loss", "lr") if k in record})
         if self.accelerator.is_main_process:
+            # On disk before any later checkpoint is: a resume never finds the log behind its checkpoint.
             with self.path.open("a") as f:
                 f.write(json.dumps(record) + "\n")
+                f.flush()
+                os.fsync(f.fileno())
         self.accelerator.log({k: v for k, v in record.items() if k != "step"}, step=record["step"])
 
     def close(self) -> None:
