@@ -1,0 +1,399 @@
+"""The quality rules of Gopher, C4 and FineWeb as small named units, each measuring a whole Arrow batch at once.
+
+A unit has a ``name`` (``gopher_min_words``, ``c4_min_sentences``, ``fineweb_line_punct_frac``), a comparison and a
+threshold, and measures one number per document with numpy over a :class:`BatchText`: the batch split once into
+lines and words by Arrow's C++ kernels, the same splits as the filter stage's batch path
+(:mod:`spark_jobs.filters.batch`), shared by every unit. A unit fires where ``measure <comparison> threshold``, and
+its rule reads ``"<name>: <measured value> <comparison> <threshold>"``.
+
+Definitions (shared by all units):
+
+* lines split on ``\\n``; Gopher's line shares count the non-empty ones (its split on ``\\n+``), C4 and FineWeb
+  count all of them, as their implementations do;
+* words are whitespace-separated tokens (``str.split()``) that are not only ASCII punctuation (a lone ``-`` or
+  ``...`` is not a word), standing in for the NLTK tokens datatrove uses;
+* a ratio "per word" or "per line" divides by at least 1, so an empty text measures 0 there (the word count rule
+  removes it first);
+* case-insensitive matches ("lorem ipsum", "javascript", the stop words) mean: found in ``text.lower()``.
+"""
+
+from __future__ import annotations
+
+import operator
+import re
+import string
+from collections.abc import Callable
+from functools import cached_property
+from typing import ClassVar
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from spark_jobs.filters.base import format_value
+from spark_jobs.filters.batch import numpy, owners, row_sums, segment_counts, starts_of
+
+STOP_WORDS = ("the", "be", "to", "of", "and", "that", "have", "with")
+"""Gopher's stop words: a document needs a few of them to be English prose at all."""
+
+BULLETS = "•‣◦⁃●○▪■*-"
+"""What a bullet-point line starts with (after indentation): typographic bullets and Markdown's ``*`` and ``-``."""
+
+ELLIPSES = ("...", "…")
+
+C4_END_PUNCTUATION = (".", "?", "!", '"', "'")
+"""C4 keeps a line that ends in one of these (and not in ``...``)."""
+
+C4_CITATION = r"\[[0-9]*\]|\[edit\]|\[citation needed\]"
+"""Wikipedia-style citations, removed from a line before C4 looks at its last character."""
+
+C4_POLICY = ("terms of use", "privacy policy", "cookie policy", "uses cookies", "use of cookies", "use cookies")
+"""C4 drops the lines of cookie banners and legal footers that mention these."""
+
+C4_SENTENCE_END = r"[.?!]+[\"']*(?:[ \t]|$)"
+"""Where a sentence ends inside a C4-kept line: ``.``, ``?`` or ``!`` (closing quotes allowed) before a space, a tab
+or the end of the line. Stands in for NLTK's Punkt splitter, which C4 used; every kept line counts one sentence at
+least."""
+
+FINEWEB_END_PUNCTUATION = (".", "'", '"', "!", "?")
+
+_PUNCTUATION_ONLY = "^[" + re.escape(string.punctuation) + "]+$"
+
+_COMPARE: dict[str, Callable[[np.ndarray, float], np.ndarray]] = {
+    "<": operator.lt,
+    "<=": operator.le,
+    ">": operator.gt,
+    ">=": operator.ge,
+}
+
+
+def lower_pattern(phrase: str) -> str:
+    """A regex that finds ``phrase`` (lower-case ASCII) where ``text.lower()`` would: each letter matches both cases,
+    ``k`` also the Kelvin sign (the only other character that Python lower-cases to an ASCII letter, besides ``İ``,
+    which becomes two characters)."""
+    parts = []
+    for char in phrase:
+        if char == "k":
+            parts.append("[kK\u212a]")
+        elif char.isalpha():
+            parts.append(f"[{char}{char.upper()}]")
+        else:
+            parts.append(re.escape(char))
+    return "".join(parts)
+
+
+def ends_with_any(values: pa.Array, suffixes: tuple[str, ...]) -> np.ndarray:
+    return np.logical_or.reduce([numpy(pc.ends_with(values, suffix)) for suffix in suffixes])
+
+
+def per(counts: np.ndarray, totals: np.ndarray) -> np.ndarray:
+    """``counts / totals``, dividing by at least 1."""
+    return counts / np.maximum(totals, 1)
+
+
+class BatchText:
+    """The prose texts of a batch, split into lines and words once (Arrow), with per-document counts (numpy)."""
+
+    def __init__(self, texts: pa.Array) -> None:
+        self.texts = texts.fill_null("")
+        self.size = len(texts)
+
+    # Lines.
+    @cached_property
+    def _lines(self) -> pa.ListArray:
+        return pc.split_pattern(self.texts, "\n")
+
+    @cached_property
+    def lines(self) -> pa.Array:
+        """Every line of every text, one flat array (:attr:`line_starts` says where each text's begin)."""
+        return self._lines.flatten()
+
+    @cached_property
+    def line_starts(self) -> np.ndarray:
+        return starts_of(self._lines)
+
+    @cached_property
+    def line_lengths(self) -> np.ndarray:
+        return numpy(pc.utf8_length(self.lines))
+
+    @cached_property
+    def line_count(self) -> np.ndarray:
+        return np.diff(self.line_starts)
+
+    @cached_property
+    def nonempty_lines(self) -> np.ndarray:
+        return self.line_lengths > 0
+
+    @cached_property
+    def nonempty_line_count(self) -> np.ndarray:
+        return self.per_line(self.nonempty_lines)
+
+    def per_line(self, mask: np.ndarray) -> np.ndarray:
+        """How many lines of each text ``mask`` holds (a boolean per flat line)."""
+        return row_sums(mask, self.line_starts)
+
+    # Words.
+    @cached_property
+    def _tokens(self) -> tuple[pa.Array, np.ndarray]:
+        split = pc.utf8_split_whitespace(pc.utf8_trim_whitespace(self.texts))
+        return split.flatten(), owners(starts_of(split))
+
+    @cached_property
+    def _word_mask(self) -> np.ndarray:
+        tokens, _ = self._tokens
+        return (numpy(pc.utf8_length(tokens)) > 0) & ~numpy(pc.match_substring_regex(tokens, _PUNCTUATION_ONLY))
+
+    @cached_property
+    def words(self) -> pa.Array:
+        """Every word of every text, one flat array (:attr:`word_owner` says whose)."""
+        return self._tokens[0].filter(pa.array(self._word_mask))
+
+    @cached_property
+    def word_owner(self) -> np.ndarray:
+        return self._tokens[1][self._word_mask]
+
+    @cached_property
+    def word_lengths(self) -> np.ndarray:
+        return numpy(pc.utf8_length(self.words))
+
+    @cached_property
+    def word_count(self) -> np.ndarray:
+        return self.per_word(np.ones(len(self.words), dtype=np.int64))
+
+    def per_word(self, values: np.ndarray) -> np.ndarray:
+        """The sum of ``values`` (one per flat word) over each text's words."""
+        return np.bincount(self.word_owner, weights=values, minlength=self.size).astype(values.dtype)
+
+    def count(self, pattern: str) -> np.ndarray:
+        """Non-overlapping matches of the regex ``pattern`` in each text."""
+        return numpy(pc.count_substring_regex(self.texts, pattern))
+
+
+def has_letter(words: pa.Array) -> np.ndarray:
+    """Whether each word holds a character with ``str.isalpha()``: an ASCII letter is found by Arrow; the few
+    non-ASCII words without one are judged by Python (Arrow's and Python's Unicode tables differ in version)."""
+    found = numpy(pc.match_substring_regex(words, "[A-Za-z]"))
+    rest = np.flatnonzero(~found & ~numpy(pc.string_is_ascii(words)))
+    if rest.size:
+        found[rest] = [any(c.isalpha() for c in word) for word in words.take(pa.array(rest)).to_pylist()]
+    return found
+
+
+class QualityUnit:
+    """One rule: fires where ``measure(batch) <comparison> threshold``."""
+
+    name: ClassVar[str]
+    comparison: ClassVar[str]
+
+    def __init__(self, threshold: float) -> None:
+        self.threshold = threshold
+
+    def measure(self, batch: BatchText) -> np.ndarray:
+        raise NotImplementedError
+
+    def fires(self, values: np.ndarray) -> np.ndarray:
+        return _COMPARE[self.comparison](values, self.threshold)
+
+    def rule(self, value: float | int) -> str:
+        return f"{self.name}: {format_value(value)} {self.comparison} {self.threshold}"
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.threshold})"
+
+
+# Gopher (Rae et al. 2021, appendix A).
+
+
+class GopherMinWords(QualityUnit):
+    name, comparison = "gopher_min_words", "<"
+
+    def measure(self, batch: BatchText) -> np.ndarray:
+        return batch.word_count
+
+
+class GopherMaxWords(GopherMinWords):
+    name, comparison = "gopher_max_words", ">"
+
+
+class GopherMinMeanWordChars(QualityUnit):
+    name, comparison = "gopher_min_mean_word_chars", "<"
+
+    def measure(self, batch: BatchText) -> np.ndarray:
+        return per(batch.per_word(batch.word_lengths), batch.word_count)
+
+
+class GopherMaxMeanWordChars(GopherMinMeanWordChars):
+    name, comparison = "gopher_max_mean_word_chars", ">"
+
+
+class GopherHashWordRatio(QualityUnit):
+    """Hash signs per word: tag clouds and hashtag spam."""
+
+    name, comparison = "gopher_hash_word_ratio", ">"
+
+    def measure(self, batch: BatchText) -> np.ndarray:
+        return per(numpy(pc.count_substring(batch.texts, "#")), batch.word_count)
+
+
+class GopherEllipsisWordRatio(QualityUnit):
+    """Ellipses (``...`` or ``…``) per word: truncated previews and teasers."""
+
+    name, comparison = "gopher_ellipsis_word_ratio", ">"
+
+    def measure(self, batch: BatchText) -> np.ndarray:
+        ellipses = sum(numpy(pc.count_substring(batch.texts, ellipsis)) for ellipsis in ELLIPSES)
+        return per(ellipses, batch.word_count)
+
+
+class GopherBulletLineFrac(QualityUnit):
+    """Share of non-empty lines that start with a bullet point (after indentation): link lists, menus."""
+
+    name, comparison = "gopher_bullet_line_frac", ">"
+
+    def measure(self, batch: BatchText) -> np.ndarray:
+        starts = pc.utf8_ltrim_whitespace(batch.lines)
+        bullet = numpy(pc.match_substring_regex(starts, "^[" + re.escape(BULLETS) + "]"))
+        return per(batch.per_line(bullet), batch.nonempty_line_count)
+
+
+class GopherEllipsisLineFrac(QualityUnit):
+    """Share of non-empty lines that end with an ellipsis (trailing whitespace aside): lists of truncated teasers."""
+
+    name, comparison = "gopher_ellipsis_line_frac", ">"
+
+    def measure(self, batch: BatchText) -> np.ndarray:
+        ends = ends_with_any(pc.utf8_rtrim_whitespace(batch.lines), ELLIPSES)
+        return per(batch.per_line(ends), batch.nonempty_line_count)
+
+
+class GopherAlphaWordFrac(QualityUnit):
+    """Share of words with at least one letter: tables of numbers, symbol soup."""
+
+    name, comparison = "gopher_alpha_word_frac", "<"
+
+    def measure(self, batch: BatchText) -> np.ndarray:
+        return per(batch.per_word(has_letter(batch.words).astype(np.int64)), batch.word_count)
+
+
+class GopherStopWords(QualityUnit):
+    """Occurrences of the stop words (lower-cased, surrounding ASCII punctuation stripped): prose has several."""
+
+    name, comparison = "gopher_stop_words", "<"
+
+    def __init__(self, threshold: int, stop_words: tuple[str, ...] = STOP_WORDS) -> None:
+        super().__init__(threshold)
+        self.stop_words = stop_words
+
+    def measure(self, batch: BatchText) -> np.ndarray:
+        bare = pc.utf8_trim(pc.ascii_lower(batch.words), string.punctuation)
+        return batch.per_word(numpy(pc.is_in(bare, pa.array(self.stop_words))).astype(np.int64))
+
+
+# C4 (Raffel et al. 2020), the rules that drop a whole page.
+
+
+class C4LoremIpsum(QualityUnit):
+    """Placeholder text: C4 drops any page containing "lorem ipsum" (case-insensitive)."""
+
+    name, comparison = "c4_lorem_ipsum", ">"
+
+    def __init__(self) -> None:
+        super().__init__(0)
+
+    def measure(self, batch: BatchText) -> np.ndarray:
+        return batch.count(lower_pattern("lorem ipsum"))
+
+
+class C4CurlyBracket(QualityUnit):
+    """Code or templates in a text: C4 drops any page containing ``{``."""
+
+    name, comparison = "c4_curly_bracket", ">"
+
+    def __init__(self) -> None:
+        super().__init__(0)
+
+    def measure(self, batch: BatchText) -> np.ndarray:
+        return numpy(pc.count_substring(batch.texts, "{"))
+
+
+class C4MinSentences(QualityUnit):
+    """C4 drops a page with fewer than ``threshold`` sentences in the lines it keeps.
+
+    A line is kept (C4's line rules, as datatrove's ``C4QualityFilter`` applies them): stripped, no word longer than
+    ``max_word_chars``; with citations removed, it ends in terminal punctuation and not in ``...``; it has at least
+    ``min_line_words`` words; it mentions neither "javascript" nor a cookie or legal phrase (:data:`C4_POLICY`).
+    Sentences are counted as :data:`C4_SENTENCE_END` says.
+    """
+
+    name, comparison = "c4_min_sentences", "<"
+
+    def __init__(self, threshold: int, min_line_words: int, max_word_chars: int) -> None:
+        super().__init__(threshold)
+        self.min_line_words = min_line_words
+        self.max_word_chars = max_word_chars
+
+    def measure(self, batch: BatchText) -> np.ndarray:
+        stripped = pc.utf8_trim_whitespace(batch.lines)
+        tokens = pc.utf8_split_whitespace(stripped)
+        token_lengths = numpy(pc.utf8_length(tokens.flatten()))
+        token_starts = starts_of(tokens)
+        words = row_sums(token_lengths > 0, token_starts)
+        long_word = row_sums(token_lengths > self.max_word_chars, token_starts) > 0
+        line = pc.replace_substring_regex(stripped, C4_CITATION, "")
+        terminal = ends_with_any(line, C4_END_PUNCTUATION) & ~numpy(pc.ends_with(line, "..."))
+        banned = "|".join(lower_pattern(phrase) for phrase in ("javascript", *C4_POLICY))
+        kept = ~long_word & terminal & (words >= self.min_line_words) & ~numpy(pc.match_substring_regex(line, banned))
+        sentences = np.maximum(numpy(pc.count_substring_regex(line, C4_SENTENCE_END)), 1)
+        return row_sums(np.where(kept, sentences, 0), batch.line_starts)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.threshold}, {self.min_line_words}, {self.max_word_chars})"
+
+
+# FineWeb (Penedo et al. 2024), its own filters.
+
+
+class FineWebLinePunctFrac(QualityUnit):
+    """Share of lines ending in ``. ' " ! ?``: a page must not be mostly unpunctuated fragments."""
+
+    name, comparison = "fineweb_line_punct_frac", "<="
+
+    def measure(self, batch: BatchText) -> np.ndarray:
+        return per(batch.per_line(ends_with_any(batch.lines, FINEWEB_END_PUNCTUATION)), batch.line_count)
+
+
+class FineWebShortLineFrac(QualityUnit):
+    """Share of lines of at most ``short_line_chars`` characters: menus, navigation, lists of names."""
+
+    name, comparison = "fineweb_short_line_frac", ">="
+
+    def __init__(self, threshold: float, short_line_chars: int) -> None:
+        super().__init__(threshold)
+        self.short_line_chars = short_line_chars
+
+    def measure(self, batch: BatchText) -> np.ndarray:
+        return per(batch.per_line(batch.line_lengths <= self.short_line_chars), batch.line_count)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.threshold}, {self.short_line_chars})"
+
+
+class FineWebDupLineCharFrac(QualityUnit):
+    """Characters in non-blank lines that repeat an earlier line, per character of the text without newlines."""
+
+    name, comparison = "fineweb_dup_line_char_frac", ">="
+
+    def measure(self, batch: BatchText) -> np.ndarray:
+        nonblank = batch.nonempty_lines & ~numpy(pc.utf8_is_space(batch.lines))
+        segments = segment_counts(batch.lines, batch.line_lengths, batch.line_starts, nonblank)
+        repeated = np.fromiter((s.repeated_chars for s in segments), dtype=np.int64, count=len(segments))
+        return repeated / np.maximum(row_sums(batch.line_lengths, batch.line_starts), 1)
+
+
+class FineWebNewlineWordRatio(QualityUnit):
+    """Newlines per word: a list (one item per line) rather than running text."""
+
+    name, comparison = "fineweb_newline_word_ratio", ">"
+
+    def measure(self, batch: BatchText) -> np.ndarray:
+        return per(batch.line_count - 1, batch.word_count)
