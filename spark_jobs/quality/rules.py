@@ -40,6 +40,7 @@ BULLETS = "•‣◦⁃●○▪■*-"
 """What a bullet-point line starts with (after indentation): typographic bullets and Markdown's ``*`` and ``-``."""
 
 ELLIPSES = ("...", "…")
+"""An ellipsis, typed or as one character (U+2026, the UTF-8 bytes E2 80 A6)."""
 
 C4_END_PUNCTUATION = (".", "?", "!", '"', "'")
 """C4 keeps a line that ends in one of these (and not in ``...``)."""
@@ -91,8 +92,55 @@ def per(counts: np.ndarray, totals: np.ndarray) -> np.ndarray:
     return counts / np.maximum(totals, 1)
 
 
+def byte_view(strings: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """A string array's UTF-8 bytes up to its last string's end, and where each string begins in them (its end
+    last), without a copy (a sliced array's first string may begin after 0)."""
+    _, offsets, data = strings.buffers()
+    starts = np.frombuffer(offsets, dtype=np.int32)[strings.offset : strings.offset + len(strings) + 1]
+    if data is None:
+        return np.zeros(0, dtype=np.uint8), starts
+    return np.frombuffer(data, dtype=np.uint8)[: starts[-1]], starts
+
+
+def byte_counts(strings: pa.Array, wanted: int | np.ndarray) -> np.ndarray:
+    """How many bytes of each string are ``wanted`` (one byte, or a class as 256 booleans), counted in numpy from
+    their positions (quick when they are few)."""
+    data, starts = byte_view(strings)
+    hits = data == wanted if isinstance(wanted, int) else wanted[data]
+    return np.diff(np.searchsorted(np.flatnonzero(hits), starts))
+
+
+def byte_class(chars: str) -> np.ndarray:
+    wanted = np.zeros(256, dtype=bool)
+    wanted[[ord(c) for c in chars]] = True
+    return wanted
+
+
+ASCII_PUNCTUATION = byte_class(string.punctuation)
+ASCII_LETTERS = byte_class(string.ascii_letters)
+NON_ASCII = np.arange(256) >= 128
+
+
+def ellipsis_counts(texts: pa.Array) -> np.ndarray:
+    """``text.count("...") + text.count("…")`` for each text, from the positions of its dots and ``…`` (U+2026,
+    the bytes E2 80 A6): a run of k dots holds k // 3 non-overlapping ``...``."""
+    data, starts = byte_view(texts)
+    dots = np.flatnonzero(data == ord("."))
+    dots = dots[dots >= starts[0]]
+    owner = np.searchsorted(starts, dots, side="right") - 1
+    begins = np.ones(dots.size, dtype=bool)  # a run begins after a gap or in another text
+    begins[1:] = (np.diff(dots) > 1) | (np.diff(owner) > 0)
+    first = np.flatnonzero(begins)
+    run_lengths = np.diff(np.append(first, dots.size))
+    counts = np.bincount(owner[first], weights=run_lengths // 3, minlength=len(texts)).astype(np.int64)
+    leads = np.flatnonzero(data[:-2] == 0xE2) if data.size >= 3 else np.zeros(0, dtype=np.int64)
+    marks = leads[(data[leads + 1] == 0x80) & (data[leads + 2] == 0xA6)]  # before the first string: not counted
+    return counts + np.diff(np.searchsorted(marks, starts))
+
+
 class BatchText:
-    """The prose texts of a batch, split into lines and words once (Arrow), with per-document counts (numpy)."""
+    """The prose texts of a batch, split into lines and each line into whitespace tokens once (Arrow), with
+    per-document counts (numpy). A text's words are its lines' tokens: ``\n`` is whitespace to ``str.split``."""
 
     def __init__(self, texts: pa.Array) -> None:
         self.texts = texts.fill_null("")
@@ -132,33 +180,65 @@ class BatchText:
         """How many lines of each text ``mask`` holds (a boolean per flat line)."""
         return row_sums(mask, self.line_starts)
 
-    # Words.
+    # Tokens (whitespace-separated, per line) and words (the tokens that are not only punctuation).
     @cached_property
-    def _tokens(self) -> tuple[pa.Array, np.ndarray]:
-        split = pc.utf8_split_whitespace(pc.utf8_trim_whitespace(self.texts))
-        return split.flatten(), owners(starts_of(split))
+    def _line_tokens(self) -> pa.ListArray:
+        return pc.utf8_split_whitespace(self.lines)
+
+    @cached_property
+    def tokens(self) -> pa.Array:
+        """Every token of every line, one flat array (Arrow also gives empty ones around leading and trailing
+        whitespace; :attr:`token_lengths` is 0 there)."""
+        return self._line_tokens.flatten()
+
+    @cached_property
+    def token_starts(self) -> np.ndarray:
+        """Where each line's tokens begin in :attr:`tokens` (their end last)."""
+        return starts_of(self._line_tokens)
+
+    @cached_property
+    def token_lengths(self) -> np.ndarray:
+        return numpy(pc.utf8_length(self.tokens))
+
+    @cached_property
+    def _token_punctuation(self) -> np.ndarray:
+        return byte_counts(self.tokens, ASCII_PUNCTUATION)
+
+    @cached_property
+    def _token_bytes(self) -> np.ndarray:
+        return np.diff(byte_view(self.tokens)[1])
 
     @cached_property
     def _word_mask(self) -> np.ndarray:
-        tokens, _ = self._tokens
-        return (numpy(pc.utf8_length(tokens)) > 0) & ~numpy(pc.match_substring_regex(tokens, _PUNCTUATION_ONLY))
+        return (self.token_lengths > 0) & (self._token_punctuation < self._token_bytes)
+
+    @cached_property
+    def word_letters(self) -> np.ndarray:
+        """ASCII letters in each word: its bytes less the others (fewer to find in most text)."""
+        return self._token_bytes[self._word_mask] - byte_counts(self.words, ~ASCII_LETTERS)
+
+    @cached_property
+    def word_only_letters_in_punctuation(self) -> np.ndarray:
+        """Whether each word is ASCII letters with ASCII punctuation around or among them, nothing else."""
+        mask = self._word_mask
+        return self.word_letters + self._token_punctuation[mask] == self._token_bytes[mask]
 
     @cached_property
     def words(self) -> pa.Array:
         """Every word of every text, one flat array (:attr:`word_owner` says whose)."""
-        return self._tokens[0].filter(pa.array(self._word_mask))
+        return self.tokens.filter(pa.array(self._word_mask))
 
     @cached_property
     def word_owner(self) -> np.ndarray:
-        return self._tokens[1][self._word_mask]
+        return owners(self.line_starts)[owners(self.token_starts)][self._word_mask]
 
     @cached_property
     def word_lengths(self) -> np.ndarray:
-        return numpy(pc.utf8_length(self.words))
+        return self.token_lengths[self._word_mask]
 
     @cached_property
     def word_count(self) -> np.ndarray:
-        return self.per_word(np.ones(len(self.words), dtype=np.int64))
+        return self.per_word(np.ones(self.word_owner.size, dtype=np.int64))
 
     def per_word(self, values: np.ndarray) -> np.ndarray:
         """The sum of ``values`` (one per flat word) over each text's words."""
@@ -169,11 +249,11 @@ class BatchText:
         return numpy(pc.count_substring_regex(self.texts, pattern))
 
 
-def has_letter(words: pa.Array) -> np.ndarray:
-    """Whether each word holds a character with ``str.isalpha()``: an ASCII letter is found by Arrow; the few
+def has_letter(words: pa.Array, letters: np.ndarray) -> np.ndarray:
+    """Whether each word holds a character with ``str.isalpha()``: one with ASCII ``letters`` does; the few
     non-ASCII words without one are judged by Python (Arrow's and Python's Unicode tables differ in version)."""
-    found = numpy(pc.match_substring_regex(words, "[A-Za-z]"))
-    rest = np.flatnonzero(~found & ~numpy(pc.string_is_ascii(words)))
+    found = letters > 0
+    rest = np.flatnonzero(~found & (byte_counts(words, NON_ASCII) > 0))
     if rest.size:
         found[rest] = [any(c.isalpha() for c in word) for word in words.take(pa.array(rest)).to_pylist()]
     return found
@@ -232,7 +312,7 @@ class GopherHashWordRatio(QualityUnit):
     name, comparison = "gopher_hash_word_ratio", ">"
 
     def measure(self, batch: BatchText) -> np.ndarray:
-        return per(numpy(pc.count_substring(batch.texts, "#")), batch.word_count)
+        return per(byte_counts(batch.texts, ord("#")), batch.word_count)
 
 
 class GopherEllipsisWordRatio(QualityUnit):
@@ -241,8 +321,7 @@ class GopherEllipsisWordRatio(QualityUnit):
     name, comparison = "gopher_ellipsis_word_ratio", ">"
 
     def measure(self, batch: BatchText) -> np.ndarray:
-        ellipses = sum(numpy(pc.count_substring(batch.texts, ellipsis)) for ellipsis in ELLIPSES)
-        return per(ellipses, batch.word_count)
+        return per(ellipsis_counts(batch.texts), batch.word_count)
 
 
 class GopherBulletLineFrac(QualityUnit):
@@ -272,7 +351,7 @@ class GopherAlphaWordFrac(QualityUnit):
     name, comparison = "gopher_alpha_word_frac", "<"
 
     def measure(self, batch: BatchText) -> np.ndarray:
-        return per(batch.per_word(has_letter(batch.words).astype(np.int64)), batch.word_count)
+        return per(batch.per_word(has_letter(batch.words, batch.word_letters).astype(np.int64)), batch.word_count)
 
 
 class GopherStopWords(QualityUnit):
@@ -285,8 +364,19 @@ class GopherStopWords(QualityUnit):
         self.stop_words = stop_words
 
     def measure(self, batch: BatchText) -> np.ndarray:
-        bare = pc.utf8_trim(pc.ascii_lower(batch.words), string.punctuation)
-        return batch.per_word(numpy(pc.is_in(bare, pa.array(self.stop_words))).astype(np.int64))
+        """Looked up only among the words that can be one: of a stop word's number of letters, and nothing but
+        letters and punctuation (when the stop words are ASCII letters, as Gopher's)."""
+        words = batch.words
+        candidates = np.ones(len(words), dtype=bool)
+        if all(word.isascii() and word.isalpha() for word in self.stop_words):
+            letters = batch.word_letters
+            sizes = [len(word) for word in self.stop_words]
+            candidates = (letters >= min(sizes)) & (letters <= max(sizes)) & batch.word_only_letters_in_punctuation
+        picked = np.flatnonzero(candidates)
+        bare = pc.utf8_trim(pc.ascii_lower(words.take(pa.array(picked))), string.punctuation)
+        found = np.zeros(len(words), dtype=np.int64)
+        found[picked] = numpy(pc.is_in(bare, pa.array(self.stop_words, type=pa.string())))
+        return batch.per_word(found)
 
 
 # C4 (Raffel et al. 2020), the rules that drop a whole page.
@@ -333,18 +423,19 @@ class C4MinSentences(QualityUnit):
         self.max_word_chars = max_word_chars
 
     def measure(self, batch: BatchText) -> np.ndarray:
-        stripped = pc.utf8_trim_whitespace(batch.lines)
-        tokens = pc.utf8_split_whitespace(stripped)
-        token_lengths = numpy(pc.utf8_length(tokens.flatten()))
-        token_starts = starts_of(tokens)
-        words = row_sums(token_lengths > 0, token_starts)
-        long_word = row_sums(token_lengths > self.max_word_chars, token_starts) > 0
-        line = pc.replace_substring_regex(stripped, C4_CITATION, "")
+        words = row_sums(batch.token_lengths > 0, batch.token_starts)
+        long_word = row_sums(batch.token_lengths > self.max_word_chars, batch.token_starts) > 0
+        line = pc.replace_substring_regex(pc.utf8_trim_whitespace(batch.lines), C4_CITATION, "")
         terminal = ends_with_any(line, C4_END_PUNCTUATION) & ~numpy(pc.ends_with(line, "..."))
+        candidates = np.flatnonzero(~long_word & terminal & (words >= self.min_line_words))
+        line = line.take(pa.array(candidates))
         banned = "|".join(lower_pattern(phrase) for phrase in ("javascript", *C4_POLICY))
-        kept = ~long_word & terminal & (words >= self.min_line_words) & ~numpy(pc.match_substring_regex(line, banned))
-        sentences = np.maximum(numpy(pc.count_substring_regex(line, C4_SENTENCE_END)), 1)
-        return row_sums(np.where(kept, sentences, 0), batch.line_starts)
+        kept = ~numpy(pc.match_substring_regex(line, banned))
+        sentences = np.zeros(len(batch.lines), dtype=np.int64)
+        sentences[candidates[kept]] = np.maximum(
+            numpy(pc.count_substring_regex(line.filter(pa.array(kept)), C4_SENTENCE_END)), 1
+        )
+        return row_sums(sentences, batch.line_starts)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.threshold}, {self.min_line_words}, {self.max_word_chars})"
