@@ -2,10 +2,11 @@
 
     .venv/bin/python bench/bench_quality.py [--scale 1] [--repeat 3]
 
-The corpus is the demo corpus (``common.corpus``) in Arrow batches of the pipeline's size. The fused pass's Python
-work is run in-process, as the Spark worker runs it (:class:`~spark_jobs.batches.RowChain`): ``filter`` alone, then
-``filter`` and ``quality``, in turns, ``--repeat`` times; the medians are printed (ingestion's reading and Spark's
-transfers, the same for both, are left out, so the ratio is an upper bound of what ``quality`` adds to a run).
+The corpus is the demo corpus (``common.corpus``) in Arrow batches of the pipeline's size. The fused pass's row
+stages are run in-process, as the Spark worker runs them (:class:`~spark_jobs.batches.RowChain`): ``filter``,
+``filter,quality``, the default ``filter,langid`` and ``filter,quality,langid``, in turns, ``--repeat`` times; the
+medians are printed (ingestion's reading, Spark's transfers and the Parquet write, the same for all, are left out,
+so the ratios are upper bounds of what ``quality`` adds to a run's fused pass).
 Then a Markdown table of the share of the prose documents that ``filter`` keeps which each quality rule removes
 alone (any order) and as the first rule that fires (what ``report.json`` counts).
 """
@@ -32,6 +33,7 @@ from spark_jobs.batches import RowChain  # noqa: E402
 from spark_jobs.config import PipelineConfig  # noqa: E402
 from spark_jobs.documents import annotated_schema, arrow_schema  # noqa: E402
 from spark_jobs.filters import FilterChain, FilterStage  # noqa: E402
+from spark_jobs.langid.stage import LangIdStage  # noqa: E402
 from spark_jobs.quality.rules import BatchText  # noqa: E402
 from spark_jobs.quality.stage import QualityOptions, QualityRules  # noqa: E402
 from spark_jobs.session import ARROW_BATCH_ROWS  # noqa: E402
@@ -61,19 +63,29 @@ def main() -> None:
     cfg = PipelineConfig()
     schema = arrow_schema(annotated_schema())
     filter_chain = FilterChain.from_config(cfg.options(FilterStage.Options))
+    langid = LangIdStage().batch_fn(cfg.options(LangIdStage.Options), None)
     quality = QualityRules.from_options(cfg.options(QualityOptions))
-    alone, fused = RowChain((filter_chain,), schema), RowChain((filter_chain, quality), schema)
-    times: dict[str, list[float]] = {"filter": [], "filter+quality": []}
+    alone = RowChain((filter_chain,), schema)
+    chains = {
+        "filter": alone,
+        "filter,quality": RowChain((filter_chain, quality), schema),
+        "filter,langid": RowChain((filter_chain, langid), schema),
+        "filter,quality,langid": RowChain((filter_chain, quality, langid), schema),
+    }
+    timed(chains["filter,langid"], data)  # loads the language model
+    times: dict[str, list[float]] = {name: [] for name in chains}
     for _ in range(args.repeat):
-        times["filter"].append(timed(alone, data))
-        times["filter+quality"].append(timed(fused, data))
+        for name, chain in chains.items():
+            times[name].append(timed(chain, data))
     docs = sum(b.num_rows for b in data)
     chars = sum(pc.sum(pc.utf8_length(b.column("text"))).as_py() for b in data)
     print(f"{docs} documents, {chars / 1e6:.1f} M characters, batches of {ARROW_BATCH_ROWS}")
     for name, runs in times.items():
-        print(f"{name:<15} median {statistics.median(runs):.3f} s  min {min(runs):.3f} s  runs {', '.join(f'{t:.3f}' for t in runs)}")
-    ratio = statistics.median(times["filter+quality"]) / statistics.median(times["filter"])
-    print(f"filter+quality / filter: {ratio:.2f}")
+        print(f"{name:<22} median {statistics.median(runs):.3f} s  min {min(runs):.3f} s  "
+              f"runs {', '.join(f'{t:.3f}' for t in runs)}")  # fmt: skip
+    for base, added in (("filter", "filter,quality"), ("filter,langid", "filter,quality,langid")):
+        ratio = statistics.median(times[added]) / statistics.median(times[base])
+        print(f"{added} / {base}: {ratio:.2f} (medians)")
 
     kept = [b.filter(pc.and_(pc.is_null(alone(b).column("reason")), pc.equal(b.column("kind"), "text"))) for b in data]
     texts = pa.concat_arrays([b.column("text") for b in kept if b.num_rows])

@@ -2,8 +2,8 @@
 
 A unit has a ``name`` (``gopher_min_words``, ``c4_min_sentences``, ``fineweb_line_punct_frac``), a comparison and a
 threshold, and measures one number per document with numpy over a :class:`BatchText`: the batch split once into
-lines and words by Arrow's C++ kernels, the same splits as the filter stage's batch path
-(:mod:`spark_jobs.filters.batch`), shared by every unit. A unit fires where ``measure <comparison> threshold``, and
+lines and words by Arrow's C++ kernels (the filter stage's definitions and helpers, :mod:`spark_jobs.filters.batch`),
+shared by every unit. A unit fires where ``measure <comparison> threshold``, and
 its rule reads ``"<name>: <measured value> <comparison> <threshold>"``.
 
 Definitions (shared by all units):
@@ -58,8 +58,6 @@ least."""
 
 FINEWEB_END_PUNCTUATION = (".", "'", '"', "!", "?")
 
-_PUNCTUATION_ONLY = "^[" + re.escape(string.punctuation) + "]+$"
-
 _COMPARE: dict[str, Callable[[np.ndarray, float], np.ndarray]] = {
     "<": operator.lt,
     "<=": operator.le,
@@ -96,7 +94,8 @@ def byte_view(strings: pa.Array) -> tuple[np.ndarray, np.ndarray]:
     """A string array's UTF-8 bytes up to its last string's end, and where each string begins in them (its end
     last), without a copy (a sliced array's first string may begin after 0)."""
     _, offsets, data = strings.buffers()
-    starts = np.frombuffer(offsets, dtype=np.int32)[strings.offset : strings.offset + len(strings) + 1]
+    width = np.int64 if pa.types.is_large_string(strings.type) else np.int32
+    starts = np.frombuffer(offsets, dtype=width)[strings.offset : strings.offset + len(strings) + 1]
     if data is None:
         return np.zeros(0, dtype=np.uint8), starts
     return np.frombuffer(data, dtype=np.uint8)[: starts[-1]], starts

@@ -198,12 +198,14 @@ def test_the_stage_removes_what_the_reference_removes_and_names_the_first_rule()
 
 
 def test_pieces_and_skipped_rules_change_nothing_else():
-    """A batch split anywhere, or sliced, gives the same rules; a skipped rule lets the next one decide."""
+    """A batch split anywhere, sliced or of large strings gives the same rules; a skipped rule lets the next one
+    decide."""
     rules = QualityRules.from_options(SMALL_MAX_WORDS)
     whole = rules.rules(pa.array(DOCS, type=pa.string()))
     parts = rules.rules(pa.array(DOCS[:37], type=pa.string())) + rules.rules(pa.array(DOCS[37:], type=pa.string()))
     assert parts == whole
     assert rules.rules(pa.array(DOCS, type=pa.string())[37:]) == whole[37:], "an Arrow slice (offset > 0)"
+    assert rules.rules(pa.array(DOCS, type=pa.large_string())) == whole, "64-bit offsets"
     skipping = QualityOptions(gopher_max_words=900, quality_skip="gopher_min_words,c4_curly_bracket")
     got = QualityRules.from_options(skipping).rules(pa.array(DOCS, type=pa.string()))
     assert [g.split(":")[0] if g else None for g in got] == [reference_rule(t or "", skipping) for t in DOCS]
