@@ -103,6 +103,8 @@ def redact(text: str, kinds: tuple[str, ...]) -> tuple[str, dict[str, int]]:
 
 @dataclass
 class PiiOptions:
+    """What the ``pii`` stage replaces (the placeholders are fixed: :data:`PLACEHOLDERS`)."""
+
     pii_kinds: str = opt(
         ",".join(PLACEHOLDERS), f"comma list of what the pii stage replaces ({', '.join(PLACEHOLDERS)})"
     )

@@ -256,6 +256,17 @@ def quality_run(spark, tmp_path_factory):
     return docs, out, run(cfg, spark)
 
 
+def test_thresholds_come_from_flags_and_yaml(tmp_path):
+    config = tmp_path / "run.yaml"
+    config.write_text("gopher-min-words: 20\nfineweb_max_dup_line_char_frac: 0.01\nquality_skip: c4_curly_bracket\n")
+    cfg = PipelineConfig.from_args(
+        ["--input", "x", "--output", "o", "--config", str(config), "--gopher-min-words", "30"]
+    )
+    opts = cfg.options(QualityOptions)
+    assert (opts.gopher_min_words, opts.fineweb_max_dup_line_char_frac) == (30, 0.01)
+    assert "c4_curly_bracket" not in [unit.name for unit in QualityRules.from_options(opts).units]
+
+
 def test_a_pipeline_run_with_quality_removes_with_reason_quality(quality_run):
     docs, out, report = quality_run
     removed = pq.read_table(out / "removed").to_pylist()
