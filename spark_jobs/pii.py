@@ -7,8 +7,8 @@ replaced, and what is deliberately not:
 * e-mail: ``local@domain.tld`` (a dotted domain, a letter TLD); obfuscated forms (``user at example dot com``,
   ``user[at]example.com``) are left alone: matching "at" and "dot" as words would rewrite ordinary prose;
 * IPv4: four decimal octets of at most 255, no leading zeros, not inside a longer dotted number (``1.2.3.4.5``)
-  and not right after a version word (``version 1.2.3.4``, ``v. 1.2.3.4``, ``release: 10.0.0.1``; ``v1.2.3.4`` is
-  not an address either, being part of a word);
+  and not right after a version or section word (:data:`VERSION_BEFORE`: ``version 1.2.3.4``,
+  ``__version__ = "2.6.3.1"``, ``#section-7.1.1.1``; ``v1.2.3.4`` is not an address either, being part of a word);
 * IPv6: what Python's ``ipaddress`` accepts, with at least three groups of hex digits (an embedded IPv4 counts as
   one), so that ``a::b`` (C++ scopes), ``12:30:45`` (times) and ``::`` are never taken for addresses;
 * loopback and unspecified addresses (``127.0.0.1``, ``0.0.0.0``, ``::1``) stay: they name no one and are
@@ -52,8 +52,13 @@ IPV6 = re.compile(
     r"(?<![\w:.])(?:[0-9A-Fa-f]{0,4}:){2,7}(?:[0-9A-Fa-f]{1,4}|(?:[0-9]{1,3}\.){3}[0-9]{1,3})?(?![\w:]|\.[0-9A-Fa-f])",
     re.ASCII,
 )
-VERSION_BEFORE = re.compile(r"(?:\b(?:version|ver|release|rev|build|v)\.?)\s*[:=#]?\s*$", re.IGNORECASE | re.ASCII)
-VERSION_LOOKBACK = 16
+VERSION_BEFORE = re.compile(
+    r"(?:\b|_)(?:(?:version|ver|release|rev|build|section|sec|chapter|rfc)\w*|v)\.?\s*[-:=#]?\s*[\"']?$|§\s*$",
+    re.IGNORECASE | re.ASCII,
+)
+"""A version or section word right before a dotted number: ``version 1.2.3.4``, ``__version__ = "2.6.3.1"``,
+``v. 2.3.4.5``, ``#section-7.1.1.1``, ``§ 4.2.1.1``."""
+VERSION_LOOKBACK = 24
 """Characters before an IPv4 candidate searched for a version word."""
 
 MAYBE = r"@|[0-9]\.[0-9]|:[0-9A-Fa-f]*:"

@@ -34,6 +34,11 @@ KINDS = tuple(PLACEHOLDERS)
             "version 1.2.3.4, Version: 10.0.0.1, v. 2.3.4.5, v1.2.3.4",
             "version 1.2.3.4, Version: 10.0.0.1, v. 2.3.4.5, v1.2.3.4",
         ),
+        (
+            '__version__ = "2.6.3.1"  # see rfc7231#section-7.1.1.1',
+            '__version__ = "2.6.3.1"  # see rfc7231#section-7.1.1.1',
+        ),
+        ("via 10.0.0.1, dev 10.0.0.2 (§ 4.2.1.1)", "via <IPV4>, dev <IPV4> (§ 4.2.1.1)"),
         ("bind 0.0.0.0 or 127.0.0.1, never 10.1.2.3", "bind 0.0.0.0 or 127.0.0.1, never <IPV4>"),
         ("addr 2001:db8:85a3::8a2e:370:7334 and dead:beef:cafe::1.", "addr <IPV6> and <IPV6>."),
         ("std::vector a::b 12:30:45 ::1 :: fe80::1", "std::vector a::b 12:30:45 ::1 :: fe80::1"),
