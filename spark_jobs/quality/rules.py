@@ -81,8 +81,29 @@ def lower_pattern(phrase: str) -> str:
     return "".join(parts)
 
 
-def ends_with_any(values: pa.Array, suffixes: tuple[str, ...]) -> np.ndarray:
-    return np.logical_or.reduce([numpy(pc.ends_with(values, suffix)) for suffix in suffixes])
+def ends_with_any(strings: pa.Array, suffixes: tuple[str, ...]) -> np.ndarray:
+    """Whether each string ends with one of ``suffixes``, compared as UTF-8 bytes in numpy (a string's bytes end
+    with a whole character, so a byte match is a character match)."""
+    return _affix_any(strings, suffixes, at_end=True)
+
+
+def starts_with_any(strings: pa.Array, prefixes: tuple[str, ...]) -> np.ndarray:
+    """Whether each string starts with one of ``prefixes`` (UTF-8 bytes compared in numpy)."""
+    return _affix_any(strings, prefixes, at_end=False)
+
+
+def _affix_any(strings: pa.Array, affixes: tuple[str, ...], at_end: bool) -> np.ndarray:
+    data, starts = byte_view(strings)
+    sizes = np.diff(starts)
+    found = np.zeros(len(strings), dtype=bool)
+    for affix in (a.encode() for a in affixes):
+        long_enough = np.flatnonzero(sizes >= len(affix))
+        first = (starts[1:][long_enough] - len(affix)) if at_end else starts[:-1][long_enough]
+        match = np.ones(long_enough.size, dtype=bool)
+        for index, byte in enumerate(affix):
+            match &= data[first + index] == byte
+        found[long_enough[match]] = True
+    return found
 
 
 def per(counts: np.ndarray, totals: np.ndarray) -> np.ndarray:
@@ -214,7 +235,12 @@ class BatchText:
     @cached_property
     def word_letters(self) -> np.ndarray:
         """ASCII letters in each word: its bytes less the others (fewer to find in most text)."""
-        return self._token_bytes[self._word_mask] - byte_counts(self.words, ~ASCII_LETTERS)
+        return (self._token_bytes - byte_counts(self.tokens, ~ASCII_LETTERS))[self._word_mask]
+
+    @cached_property
+    def word_non_ascii(self) -> np.ndarray:
+        """Whether each word holds a character outside ASCII."""
+        return (byte_counts(self.tokens, NON_ASCII) > 0)[self._word_mask]
 
     @cached_property
     def word_only_letters_in_punctuation(self) -> np.ndarray:
@@ -223,9 +249,13 @@ class BatchText:
         return self.word_letters + self._token_punctuation[mask] == self._token_bytes[mask]
 
     @cached_property
-    def words(self) -> pa.Array:
-        """Every word of every text, one flat array (:attr:`word_owner` says whose)."""
-        return self.tokens.filter(pa.array(self._word_mask))
+    def _word_positions(self) -> np.ndarray:
+        return np.flatnonzero(self._word_mask)
+
+    def words(self, picked: np.ndarray) -> pa.Array:
+        """The words of the flat word numbers ``picked`` (the words of all texts are numbered in order, and
+        :attr:`word_owner` says whose each is), taken from the tokens only when asked: most units need numbers."""
+        return self.tokens.take(pa.array(self._word_positions[picked]))
 
     @cached_property
     def word_owner(self) -> np.ndarray:
@@ -248,13 +278,13 @@ class BatchText:
         return numpy(pc.count_substring_regex(self.texts, pattern))
 
 
-def has_letter(words: pa.Array, letters: np.ndarray) -> np.ndarray:
-    """Whether each word holds a character with ``str.isalpha()``: one with ASCII ``letters`` does; the few
+def has_letter(batch: BatchText) -> np.ndarray:
+    """Whether each word holds a character with ``str.isalpha()``: one with an ASCII letter does; the few
     non-ASCII words without one are judged by Python (Arrow's and Python's Unicode tables differ in version)."""
-    found = letters > 0
-    rest = np.flatnonzero(~found & (byte_counts(words, NON_ASCII) > 0))
+    found = batch.word_letters > 0
+    rest = np.flatnonzero(~found & batch.word_non_ascii)
     if rest.size:
-        found[rest] = [any(c.isalpha() for c in word) for word in words.take(pa.array(rest)).to_pylist()]
+        found[rest] = [any(c.isalpha() for c in word) for word in batch.words(rest).to_pylist()]
     return found
 
 
@@ -329,8 +359,7 @@ class GopherBulletLineFrac(QualityUnit):
     name, comparison = "gopher_bullet_line_frac", ">"
 
     def measure(self, batch: BatchText) -> np.ndarray:
-        starts = pc.utf8_ltrim_whitespace(batch.lines)
-        bullet = numpy(pc.match_substring_regex(starts, "^[" + re.escape(BULLETS) + "]"))
+        bullet = starts_with_any(pc.utf8_ltrim_whitespace(batch.lines), tuple(BULLETS))
         return per(batch.per_line(bullet), batch.nonempty_line_count)
 
 
@@ -350,7 +379,7 @@ class GopherAlphaWordFrac(QualityUnit):
     name, comparison = "gopher_alpha_word_frac", "<"
 
     def measure(self, batch: BatchText) -> np.ndarray:
-        return per(batch.per_word(has_letter(batch.words, batch.word_letters).astype(np.int64)), batch.word_count)
+        return per(batch.per_word(has_letter(batch).astype(np.int64)), batch.word_count)
 
 
 class GopherStopWords(QualityUnit):
@@ -365,15 +394,14 @@ class GopherStopWords(QualityUnit):
     def measure(self, batch: BatchText) -> np.ndarray:
         """Looked up only among the words that can be one: of a stop word's number of letters, and nothing but
         letters and punctuation (when the stop words are ASCII letters, as Gopher's)."""
-        words = batch.words
-        candidates = np.ones(len(words), dtype=bool)
+        letters = batch.word_letters
+        candidates = np.ones(letters.size, dtype=bool)
         if all(word.isascii() and word.isalpha() for word in self.stop_words):
-            letters = batch.word_letters
             sizes = [len(word) for word in self.stop_words]
             candidates = (letters >= min(sizes)) & (letters <= max(sizes)) & batch.word_only_letters_in_punctuation
         picked = np.flatnonzero(candidates)
-        bare = pc.utf8_trim(pc.ascii_lower(words.take(pa.array(picked))), string.punctuation)
-        found = np.zeros(len(words), dtype=np.int64)
+        bare = pc.utf8_trim(pc.ascii_lower(batch.words(picked)), string.punctuation)
+        found = np.zeros(letters.size, dtype=np.int64)
         found[picked] = numpy(pc.is_in(bare, pa.array(self.stop_words, type=pa.string())))
         return batch.per_word(found)
 
@@ -424,8 +452,14 @@ class C4MinSentences(QualityUnit):
     def measure(self, batch: BatchText) -> np.ndarray:
         words = row_sums(batch.token_lengths > 0, batch.token_starts)
         long_word = row_sums(batch.token_lengths > self.max_word_chars, batch.token_starts) > 0
-        line = pc.replace_substring_regex(pc.utf8_trim_whitespace(batch.lines), C4_CITATION, "")
-        terminal = ends_with_any(line, C4_END_PUNCTUATION) & ~numpy(pc.ends_with(line, "..."))
+        line = pc.utf8_trim_whitespace(batch.lines)
+        cited = np.flatnonzero(byte_counts(line, ord("[")) > 0)  # only these can hold a citation
+        if cited.size:
+            mask = np.zeros(len(line), dtype=bool)
+            mask[cited] = True
+            uncited = pc.replace_substring_regex(line.take(pa.array(cited)), C4_CITATION, "")
+            line = pc.replace_with_mask(line, pa.array(mask), uncited)
+        terminal = ends_with_any(line, C4_END_PUNCTUATION) & ~ends_with_any(line, ("...",))
         candidates = np.flatnonzero(~long_word & terminal & (words >= self.min_line_words))
         line = line.take(pa.array(candidates))
         banned = "|".join(lower_pattern(phrase) for phrase in ("javascript", *C4_POLICY))
