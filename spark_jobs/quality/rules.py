@@ -430,7 +430,7 @@ class C4CurlyBracket(QualityUnit):
         super().__init__(0)
 
     def measure(self, batch: BatchText) -> np.ndarray:
-        return numpy(pc.count_substring(batch.texts, "{"))
+        return byte_counts(batch.texts, ord("{"))
 
 
 class C4MinSentences(QualityUnit):
