@@ -115,7 +115,11 @@ def run(cfg: PipelineConfig, spark: SparkSession | None = None) -> dict[str, Any
     for stage, opts in rows:
         key = cache.key(key, stage.name, cache.options_key(opts))
     steps = [s.batch_fn(o, spark) for s, o in rows] + [s.row_prep for s, _ in removers if s.row_prep]
-    extra_fields = [T.StructField(CHARS, T.LongType(), False), *(f for s, _ in removers for f in s.row_fields)]
+    extra_fields = [
+        T.StructField(CHARS, T.LongType(), False),
+        *(f for s, _ in rows for f in s.row_fields),
+        *(f for s, _ in removers for f in s.row_fields),
+    ]
     raw, report["input"] = ingest(spark, sources, ingest_opts, steps, extra_fields)
     fused = "+".join(["ingest", *(s.name for s, _ in rows)])
     annotated, _, row_reused = cached(spark, stage_dir(out, f"00-{fused}"), key, lambda: (raw, {}))
@@ -174,7 +178,7 @@ def run(cfg: PipelineConfig, spark: SparkSession | None = None) -> dict[str, Any
         report["stages"]["ingest"] = {**stats["ingest"], "reused": row_reused}
         earlier = [REASON_INVALID]
         for stage, opts in rows:
-            summary = stage.summary(StageView(counts=seen_by(counts, earlier, stage.reasons)), opts)
+            summary = stage.summary(StageView(counts=seen_by(counts, earlier, stage.reasons), docs=annotated), opts)
             report["stages"][stage.name] = {**stats[stage.name], **summary, "reused": row_reused}
             earlier += stage.reasons
         flow = stats[owners[-1][0]]  # what the last row stage kept goes into the first corpus stage

@@ -12,7 +12,9 @@ from spark_jobs.stage import Stage
 
 STAGES: dict[str, str] = {
     "filter": "spark_jobs.filters.stage:FilterStage",
+    "quality": "spark_jobs.quality.stage:QualityStage",
     "langid": "spark_jobs.langid.stage:LangIdStage",
+    "pii": "spark_jobs.pii:PiiStage",
     "exact_dedup": "spark_jobs.dedup.exact:ExactDedupStage",
     "near_dedup": "spark_jobs.dedup.near:NearDedupStage",
     "pack": "spark_jobs.pack.stage:PackStage",

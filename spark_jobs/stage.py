@@ -6,7 +6,10 @@ come from it; a field marked ``run_wide=True`` takes the run-wide option of that
 are checked by ``Options.validate`` before any Spark work.
 
 * A :class:`RowStage` decides each document alone, as a plain-Python function over an Arrow batch (no Spark in
-  its logic). The runner fuses consecutive row stages into ingestion's single pass.
+  its logic). The runner fuses consecutive row stages into ingestion's single pass. Besides ``reason``/``rule``,
+  its batch function may return ``text`` (rewritten for the stages after it and the outputs; the report's
+  character counts stay those of the input) and its ``row_fields`` (kept in the fused pass's copy, not in
+  ``cleaned/``, for its :meth:`~Stage.summary` to aggregate).
 * A :class:`CorpusStage` needs the whole corpus at once (deduplication, packing). It gets a DataFrame of the kept
   documents and returns its removals (``doc_id``, ``reason``, ``rule``, ``duplicate_of``), or writes artifacts
   into a directory of its own under the output and returns no removals (``artifacts`` names that directory).
@@ -41,7 +44,8 @@ class StageView:
     """What a stage's :meth:`~Stage.summary` may read, all computed or written already.
 
     ``counts``: :func:`~spark_jobs.batches.group_counts` rows of the documents the stage saw, removals by later
-    stages counted as kept; ``removals``: a corpus stage's written removals; ``docs``: its input documents;
+    stages counted as kept; ``removals``: a corpus stage's written removals; ``docs``: a corpus stage's input
+    documents, or for a row stage the fused pass's annotated copy of all documents (with its ``row_fields``);
     ``directory``: where its output lies; ``stats``: what its :meth:`CorpusStage.run` measured on the way (kept in
     the stage's marker, so a reused stage reports them too).
     """
@@ -65,6 +69,9 @@ class Stage(ABC):
 
 class RowStage(Stage):
     """Decides each document alone: runs inside ingestion's pass, fused with the other row stages."""
+
+    row_fields: ClassVar[tuple[T.StructField, ...]] = ()
+    """Columns the batch function fills besides the document's and the annotations (a count per document)."""
 
     @abstractmethod
     def batch_fn(self, opts: Any, spark: SparkSession) -> BatchFn:

@@ -1,0 +1,1 @@
+"""Opt-in quality rules (Gopher, C4, FineWeb) as the ``quality`` row stage."""
