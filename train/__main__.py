@@ -16,9 +16,14 @@ from train.config import load_config
 
 def main(argv: list[str] | None = None) -> int:
     cfg = load_config(argv)
+    from train.data import PackingMismatch
     from train.loop import train  # after parsing, so that --help and flag errors do not wait for torch
 
-    final = train(cfg)
+    try:
+        final = train(cfg)
+    except PackingMismatch as err:
+        print(f"error: --eval-data: {err}", file=sys.stderr)
+        return 2
     print(f"final model: {final}")
     return 0
 
