@@ -29,7 +29,7 @@ class TrainConfig:
     output: str = field(metadata={"help": "run directory (metrics.jsonl, checkpoints/, final/, loss.png)"})
     eval_data: str | None = field(
         default=None,
-        metadata={"help": "packed directory whose val split is evaluated instead of --data's (same tokenizer, seq_len)"},
+        metadata={"help": "packed dir whose val split is evaluated instead of --data's (same tokenizer, seq_len)"},
     )
     model_overrides: dict[str, Any] = field(
         default_factory=dict, metadata={"help": "config fields to override, e.g. num_hidden_layers=2,hidden_size=64"}
