@@ -256,7 +256,8 @@ def plot(results: dict[str, dict[str, Any]], eval_variant: str, path: Path) -> N
             high = [max(p[1] for p in points) for points in per_point]
             ax.fill_between(x, low, high, color=line.get_color(), alpha=0.2, linewidth=0)
     ax.set_xlabel("tokens seen")
-    ax.set_ylabel(f"eval loss (held-out docs of {eval_variant})")
+    ax.set_ylabel("eval loss")
+    ax.set_title(f"held-out documents of {eval_variant}", fontsize=9)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.savefig(path, dpi=80, bbox_inches="tight")
