@@ -69,7 +69,7 @@ class AblationConfig:
     warmup_steps: int = opt(-1, "linear warmup steps; -1: 10%% of the steps")
     eval_every: int = opt(0, "steps between evaluations on the common set; 0: ten evaluations per run")
     launcher: str = opt("", "command that runs `-m train`, e.g. 'accelerate launch --num_processes 2'; '': in-process")
-    train_options: str = opt("", "further python -m train flags for every run, e.g. '--mixed-precision bf16'")
+    train_options: str = opt("", "further python -m train flags for every run, e.g. --train-options='--compile'")
 
     def validate(self) -> None:
         if not self.input or not self.output:

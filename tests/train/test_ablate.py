@@ -20,7 +20,7 @@ import pytest
 
 from tests.spark_jobs.generated_docs import de_sentence, en_sentence, fr_sentence, prose
 from tests.train_fixtures import write_packed
-from train.ablate import base_of, fullest, run_order
+from train.ablate import base_of, fullest, run_order, table
 
 pytestmark = pytest.mark.slow
 
@@ -79,6 +79,10 @@ def test_langid_beats_no_filtering_on_held_out_english(tmp_path: Path) -> None:
     # langid started from a hard-linked copy of none's outputs, reused nothing (its fused ingest pass differs),
     # and the copy left none's outputs as they were.
     assert not any(variants["langid"]["reused"].values())
+    first_pass = next((out / "data" / "none" / "_stages" / "00-ingest").glob("*.parquet"))
+    assert (
+        out / "data" / "langid" / "_stages" / "00-ingest" / first_pass.name
+    ).stat().st_ino == first_pass.stat().st_ino
     assert json.loads((out / "data" / "none" / "report.json").read_text())["config"]["stages"] == "pack"
     none_manifest = json.loads((out / "data" / "none" / "packed" / "manifest.json").read_text())
     assert none_manifest["totals"]["documents"] == 400
@@ -105,6 +109,18 @@ def test_variants_run_shortest_first_from_their_longest_finished_prefix() -> Non
     assert order == ["none", "filter", "langid", "filter+langid", "filter+langid+exact_dedup"]
     assert [base_of(v, order[:i]) for i, v in enumerate(order)] == [None, "none", "none", "filter", "filter+langid"]
     assert fullest(variants) == "filter+langid+exact_dedup"
+
+
+def test_table_names_variants_within_the_seed_spread() -> None:
+    def result(low: float, high: float) -> dict:
+        return {"docs": 10, "tokens": 1000, "eval_loss": (low + high) / 2, "eval_ppl": 1.0, "loss_min": low,
+                "loss_max": high, "loss_std": 0.0}  # fmt: skip
+
+    results = {"a": result(5.0, 5.2), "b": result(5.1, 5.3), "c": result(5.4, 5.5)}
+    text = table(results, train_tokens=500, seeds=2)
+    assert text.splitlines()[-1] == "within the seed spread: a and b"
+    assert [line.split()[0] for line in text.splitlines()[2:5]] == ["a", "b", "c"]  # best first
+    assert "within" not in table({"a": results["a"], "c": results["c"]}, train_tokens=500, seeds=2)
 
 
 def test_eval_data_packed_with_another_tokenizer_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
