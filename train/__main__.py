@@ -16,12 +16,12 @@ from train.config import load_config
 
 def main(argv: list[str] | None = None) -> int:
     cfg = load_config(argv)
-    from train.data import PackingMismatch
+    from train.data import EvalDataError
     from train.loop import train  # after parsing, so that --help and flag errors do not wait for torch
 
     try:
         final = train(cfg)
-    except PackingMismatch as err:
+    except EvalDataError as err:
         print(f"error: --eval-data: {err}", file=sys.stderr)
         return 2
     print(f"final model: {final}")

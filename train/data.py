@@ -245,8 +245,9 @@ class DataStream:
         self.position = int(state["position"])
 
 
-class PackingMismatch(ValueError):
-    """Two packed directories that cannot be mixed in one run (different tokenizer or sequence length)."""
+class EvalDataError(ValueError):
+    """An ``--eval-data`` directory that cannot be evaluated against the training data: no val split, or packed
+    with another tokenizer or sequence length."""
 
 
 PACKING_KEYS = ("bos_id", "eos_id", "pad_id", "vocab_size")
@@ -261,17 +262,17 @@ def check_same_packing(data: ShardIndex, other: ShardIndex) -> None:
     """
     for key in PACKING_KEYS:
         if key in data.manifest and key in other.manifest and data.manifest[key] != other.manifest[key]:
-            raise PackingMismatch(
+            raise EvalDataError(
                 f"{other.root} has {key}={other.manifest[key]}, the training data {data.root} has {data.manifest[key]}"
             )
     if data.seq_len != other.seq_len:
-        raise PackingMismatch(f"{other.root} has seq_len={other.seq_len}, the training data has {data.seq_len}")
+        raise EvalDataError(f"{other.root} has seq_len={other.seq_len}, the training data has {data.seq_len}")
     files = [root / "tokenizer" / "tokenizer.json" for root in (data.root, other.root)]
     if all(f.is_file() for f in files):
         if files[0].read_bytes() != files[1].read_bytes():
-            raise PackingMismatch(f"{other.root} was packed with another tokenizer than the training data {data.root}")
+            raise EvalDataError(f"{other.root} was packed with another tokenizer than the training data {data.root}")
     elif data.manifest.get("tokenizer") != other.manifest.get("tokenizer"):
-        raise PackingMismatch(
+        raise EvalDataError(
             f"{other.root} was packed with tokenizer {other.manifest.get('tokenizer')!r}, "
             f"the training data with {data.manifest.get('tokenizer')!r}"
         )

@@ -25,7 +25,7 @@ from accelerate.utils import set_seed
 
 from train import checkpoint
 from train.config import TrainConfig
-from train.data import DataStream, check_same_packing
+from train.data import DataStream, EvalDataError, check_same_packing
 from train.metrics import DataLog, Meter, flops_per_token, perplexity, plot_losses
 from train.model import build_model, enable_activation_checkpointing, lr_lambda, make_optimizer
 
@@ -149,7 +149,9 @@ def open_streams(cfg: TrainConfig, accelerator: Accelerator) -> tuple[DataStream
     try:
         val_data = DataStream(cfg.eval_data or cfg.data, "val", shuffle=False, **common)
     except FileNotFoundError:
-        accelerator.print(f"no val split under {cfg.eval_data or cfg.data}: evaluation disabled")
+        if cfg.eval_data:
+            raise EvalDataError(f"no val split under {cfg.eval_data}") from None
+        accelerator.print(f"no val split under {cfg.data}: evaluation disabled")
         val_data = None
     if val_data is not None and cfg.eval_data:
         check_same_packing(train_data.index, val_data.index)

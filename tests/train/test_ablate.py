@@ -125,7 +125,7 @@ def test_table_names_variants_within_the_seed_spread() -> None:
 
 def test_eval_data_packed_with_another_tokenizer_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """``--eval-data`` whose saved tokenizer differs (one vocabulary entry renamed) stops before the first step with
-    one line, exit 2, although its manifest names the same tokenizer."""
+    one line, exit 2, although its manifest names the same tokenizer; so does one without a val split."""
     from train.__main__ import main
 
     data = write_packed(tmp_path / "a", seq_len=32)
@@ -142,3 +142,8 @@ def test_eval_data_packed_with_another_tokenizer_is_refused(tmp_path: Path, caps
     expected = f"error: --eval-data: {other} was packed with another tokenizer than the training data {data}"
     assert capsys.readouterr().err.strip() == expected
     assert not (tmp_path / "run" / "metrics.jsonl").exists()
+
+    without_val = write_packed(tmp_path / "c", seq_len=32, val_files=())
+    args[args.index(str(other))] = str(without_val)
+    assert main(args) == 2  # asked for, so not silently skipped as a missing val split of --data is
+    assert capsys.readouterr().err.strip() == f"error: --eval-data: no val split under {without_val}"
