@@ -26,6 +26,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {' '.join(str(err).split())}", file=sys.stderr)
         return 2
     from train.compat import IncompatibleInputs
+    from train.data import EvalDataError
     from train.loop import train  # after parsing, so that --help and flag errors do not wait for torch
     from train.preemption import EXIT_CODE, Preempted
 
@@ -36,6 +37,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except Preempted:  # SIGTERM: the checkpoint is saved and the loop has said so
         return EXIT_CODE
+    except EvalDataError as err:
+        print(f"error: --eval-data: {err}", file=sys.stderr)
+        return 2
     print(f"final model: {final}")
     return 0
 

@@ -29,6 +29,10 @@ class TrainConfig:
     data: str = field(metadata={"help": "packed data directory (with manifest.json, train/, val/, tokenizer/)"})
     model: str = field(metadata={"help": "save_pretrained directory, or preset:NAME for random init (preset:opt-125m)"})
     output: str = field(metadata={"help": "run directory (metrics.jsonl, checkpoints/, final/, loss.png)"})
+    eval_data: str | None = field(
+        default=None,
+        metadata={"help": "packed dir whose val split is evaluated instead of --data's (same tokenizer, seq_len)"},
+    )
     model_overrides: dict[str, Any] = field(
         default_factory=dict,
         metadata={"help": "OPTConfig fields to override (nothing else), e.g. num_hidden_layers=2,hidden_size=64"},

@@ -244,3 +244,36 @@ class DataStream:
         if state.get("seed", self.order.seed) != self.order.seed:
             raise ValueError(f"data state was saved with seed {state['seed']}, this stream uses {self.order.seed}")
         self.position = int(state["position"])
+
+
+class EvalDataError(ValueError):
+    """An ``--eval-data`` directory that cannot be evaluated against the training data: no val split, or packed
+    with another tokenizer or sequence length."""
+
+
+PACKING_KEYS = ("bos_id", "eos_id", "pad_id", "vocab_size")
+"""Manifest fields that must agree for a loss measured on one packed directory to mean the same on another."""
+
+
+def check_same_packing(data: ShardIndex, other: ShardIndex) -> None:
+    """Refuse to evaluate on ``other`` (``--eval-data``) when it was not packed like the training data.
+
+    The saved tokenizers are compared by content (``tokenizer/tokenizer.json``), which catches what the manifest's
+    ``tokenizer`` name cannot: the same name resolving to another tokenizer, or one tokenizer given by two names.
+    """
+    for key in PACKING_KEYS:
+        if key in data.manifest and key in other.manifest and data.manifest[key] != other.manifest[key]:
+            raise EvalDataError(
+                f"{other.root} has {key}={other.manifest[key]}, the training data {data.root} has {data.manifest[key]}"
+            )
+    if data.seq_len != other.seq_len:
+        raise EvalDataError(f"{other.root} has seq_len={other.seq_len}, the training data has {data.seq_len}")
+    files = [root / "tokenizer" / "tokenizer.json" for root in (data.root, other.root)]
+    if all(f.is_file() for f in files):
+        if files[0].read_bytes() != files[1].read_bytes():
+            raise EvalDataError(f"{other.root} was packed with another tokenizer than the training data {data.root}")
+    elif data.manifest.get("tokenizer") != other.manifest.get("tokenizer"):
+        raise EvalDataError(
+            f"{other.root} was packed with tokenizer {other.manifest.get('tokenizer')!r}, "
+            f"the training data with {data.manifest.get('tokenizer')!r}"
+        )

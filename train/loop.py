@@ -26,7 +26,7 @@ from accelerate.utils import set_seed
 from train import checkpoint
 from train.compat import check_inputs
 from train.config import TrainConfig
-from train.data import DataStream
+from train.data import DataStream, EvalDataError, check_same_packing
 from train.loss import use_chunked_loss
 from train.metrics import DataLog, Meter, flops_per_token, perplexity, plot_losses
 from train.model import build_model, enable_activation_checkpointing, lr_lambda, make_optimizer
@@ -149,7 +149,7 @@ def resolve_trackers(report_to: str) -> list[str]:
 
 
 def open_streams(cfg: TrainConfig, accelerator: Accelerator) -> tuple[DataStream, DataStream | None]:
-    """The rank's training stream and, if the data has a val split, its (unshuffled) validation stream."""
+    """The rank's training stream and, if the data (or ``--eval-data``) has a val split, its unshuffled val stream."""
     common: dict[str, Any] = dict(
         batch_size=cfg.batch_size,
         rank=accelerator.process_index,
@@ -161,10 +161,14 @@ def open_streams(cfg: TrainConfig, accelerator: Accelerator) -> tuple[DataStream
         cfg.data, "train", num_workers=cfg.num_workers, pin_memory=accelerator.device.type == "cuda", **common
     )
     try:
-        val_data = DataStream(cfg.data, "val", shuffle=False, **common)
+        val_data = DataStream(cfg.eval_data or cfg.data, "val", shuffle=False, **common)
     except FileNotFoundError:
+        if cfg.eval_data:
+            raise EvalDataError(f"no val split under {cfg.eval_data}") from None
         accelerator.print(f"no val split under {cfg.data}: evaluation disabled")
         val_data = None
+    if val_data is not None and cfg.eval_data:
+        check_same_packing(train_data.index, val_data.index)
     return train_data, val_data
 
 

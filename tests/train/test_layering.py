@@ -17,7 +17,15 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 LOWER_PACKAGES = ("train", "model_surgery", "slm_common")
 FORBIDDEN = ("spark_jobs", "pyspark")
-ENTRY_MODULES = ("train", "train.loop", "train.checkpoint", "train.config", "model_surgery", "slm_common.tokenizer")
+ENTRY_MODULES = (
+    "train",
+    "train.ablate",
+    "train.loop",
+    "train.checkpoint",
+    "train.config",
+    "model_surgery",
+    "slm_common.tokenizer",
+)
 
 
 def imported_modules(path: Path) -> list[tuple[int, str]]:
