@@ -37,7 +37,7 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from train.compat import read_manifest
-from train.preemption import ignore_sigterm
+from train.preemption import ignore_sigterm, kill_workers_at_exit
 
 
 @dataclass(frozen=True)
@@ -215,6 +215,8 @@ class DataStream:
         dataset = RankBatches(self.order, self.batch_size, self.rank, self.world_size, self.position)
         # A private generator: DataLoader draws a worker seed from it per iterator, and drawing from the global RNG
         # would shift dropout masks after a resume (which creates one iterator more or less than the original run).
+        if self.num_workers:
+            kill_workers_at_exit()
         loader = DataLoader(
             dataset,
             batch_size=None,

@@ -10,6 +10,9 @@ action and ends the process at once.
 
 from __future__ import annotations
 
+import atexit
+import functools
+import multiprocessing
 import os
 import signal
 from types import FrameType
@@ -52,5 +55,20 @@ class Preemption:
 
 def ignore_sigterm(worker_id: int) -> None:
     """DataLoader ``worker_init_fn``: launchers (torchrun, Slurm) signal a rank's whole process group, and a worker
-    that died of it would fail the step the rank is finishing. Workers still exit when their rank does."""
+    that died of it would fail the step the rank is finishing. Workers still exit when their rank does (see
+    :func:`kill_workers_at_exit`)."""
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
+@functools.cache
+def kill_workers_at_exit() -> None:
+    """Make this process SIGKILL its live daemonic children (DataLoader workers) when it exits. multiprocessing's
+    own exit handler SIGTERMs them and then joins them, which waits forever for a worker that ignores SIGTERM and has
+    not yet seen the loader's stop message. Handlers run last-registered first, so this one runs before that one."""
+    atexit.register(_kill_daemonic_children)
+
+
+def _kill_daemonic_children() -> None:
+    for child in multiprocessing.active_children():
+        if child.daemon:
+            child.kill()
