@@ -4,6 +4,13 @@ Parquet files are cut by row groups (read from their footers) and uncompressed J
 large file still feeds many tasks; gzipped JSONL (gzip is not splittable), text files and source files are one unit
 each. The doc id type is decided here, once, for
 the whole run: string when any source carries string ids, long otherwise.
+
+Under an input directory, data files (Parquet, JSONL, text) in or under a name starting with ``_`` or ``.`` are not
+input, as Spark and Hadoop have it: earlier outputs' markers and summaries, a fetcher's ``_archives``. Source files
+are skipped only under a ``.`` name (``.git``, ``.venv``): ``__init__.py`` and ``_internal/`` are code. What can be told from metadata and
+the first bytes fails here, naming the file: a Parquet footer that does not parse, a missing text column or one that
+holds no text (a timestamp, a struct, a list), a ``.gz`` file that is no gzip stream, an output directory inside an
+input directory.
 """
 
 from __future__ import annotations
@@ -13,11 +20,12 @@ import os
 from collections import Counter
 from dataclasses import dataclass, field, replace
 
+import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from spark_jobs import storage
-from spark_jobs.ingest.readers import ID_LONG, ID_STRING, ReadUnit
+from spark_jobs.ingest.readers import ID_LONG, ID_STRING, InputError, ReadUnit
 
 PARQUET_EXT = (".parquet", ".parq")
 JSONL_EXT = (".jsonl", ".json", ".jsonl.gz", ".json.gz", ".ndjson", ".ndjson.gz")
@@ -26,10 +34,6 @@ ROW_GROUPS_PER_UNIT = 4
 JSONL_UNIT_BYTES = 64 << 20
 """Byte range of an uncompressed JSONL file per read unit: a large dump feeds many tasks (memory is one batch either
 way). Not smaller: each task costs its Python worker tens of milliseconds (docs/benchmarks.md)."""
-
-
-class InputError(Exception):
-    """Input the pipeline cannot read at all; its message is the one line the user sees."""
 
 
 @dataclass
@@ -70,8 +74,10 @@ def plan_inputs(inputs: list[str], code_extensions: str, id_column: str, text_co
         else:
             files, root = [info], os.path.dirname(path)
         for f in sorted(files, key=lambda f: f.path):
-            plan.files.append((storage.to_uri(fs, f.path), f.size, f.mtime_ns))
             fmt = classify(f.path, code_exts)
+            if info.type == pafs.FileType.Directory and _hidden(f.path[len(path) :], fmt):
+                continue
+            plan.files.append((storage.to_uri(fs, f.path), f.size, f.mtime_ns))
             if fmt is None:
                 if info.type != pafs.FileType.Directory:
                     raise InputError(f"unknown input format (not Parquet, JSONL, text or {code_extensions}): {src}")
@@ -89,10 +95,40 @@ def plan_inputs(inputs: list[str], code_extensions: str, id_column: str, text_co
                 else:
                     plan.units.append(unit)
                 kind = _jsonl_id_kind(fs, f.path, id_column) if fmt == "jsonl" else None
+                if fmt != "jsonl" and f.path.endswith(".gz"):
+                    _check_gzip(fs, f.path)
             if kind:
                 id_kinds.add(kind)
     plan.id_type = ID_STRING if ID_STRING in id_kinds else ID_LONG
     return plan
+
+
+def _hidden(relative: str, fmt: str | None) -> bool:
+    """Whether a file below an input directory is no input: named, or under a name, ``.*`` (or ``_*``, unless it is
+    source code)."""
+    prefixes = (".",) if fmt == "code" else ("_", ".")
+    return any(part.startswith(prefixes) for part in relative.split("/") if part)
+
+
+def check_output(inputs: list[str], output: str) -> None:
+    """Refuse an output directory that is (or lies inside) an input directory: the next run would read this one's
+    outputs as input."""
+    out_fs, out_path = storage.resolve(output)
+    out_uri = storage.to_uri(out_fs, out_path.rstrip("/"))
+    for src in inputs:
+        fs, path = storage.resolve(src)
+        uri = storage.to_uri(fs, path.rstrip("/"))
+        if out_uri == uri or out_uri.startswith(uri + "/"):
+            raise InputError(f"--output {output} is inside the input directory {src}; write it elsewhere")
+
+
+def _text_type(dtype: pa.DataType) -> bool:
+    """Whether a column of this type holds text: strings, or bytes taken as UTF-8 (older writers' strings), or only
+    nulls; dictionary-encoded ones by their values."""
+    if pa.types.is_dictionary(dtype):
+        dtype = dtype.value_type
+    kinds = (pa.types.is_string, pa.types.is_large_string, pa.types.is_binary, pa.types.is_large_binary)
+    return pa.types.is_null(dtype) or any(is_kind(dtype) for is_kind in kinds)
 
 
 def _parquet_units(
@@ -107,11 +143,13 @@ def _parquet_units(
         raise InputError(f"cannot read Parquet file {uri}: {str(err).splitlines()[0]}") from None
     if text_column not in schema.names:
         raise InputError(f"Parquet file {uri} has no text column {text_column!r} (columns: {', '.join(schema.names)})")
+    text_type = schema.field(text_column).type
+    if not _text_type(text_type):
+        raise InputError(f"Parquet file {uri}: text column {text_column!r} holds {text_type}, not text")
     kind = None
     if id_column in schema.names:
-        import pyarrow.types as pat
-
-        kind = ID_LONG if pat.is_integer(schema.field(id_column).type) else ID_STRING
+        id_type = schema.field(id_column).type
+        kind = ID_LONG if pa.types.is_integer(id_type) or pa.types.is_floating(id_type) else ID_STRING
     units, offset = [], 0
     for start in range(0, meta.num_row_groups, ROW_GROUPS_PER_UNIT):
         end = min(start + ROW_GROUPS_PER_UNIT, meta.num_row_groups)
@@ -131,8 +169,17 @@ def _jsonl_id_kind(fs: pafs.FileSystem, path: str, id_column: str) -> str | None
                 except ValueError:
                     continue
                 if isinstance(record, dict) and record.get(id_column) is not None:
-                    return ID_LONG if isinstance(record[id_column], int) else ID_STRING
+                    return ID_STRING if isinstance(record[id_column], str) else ID_LONG
                 return None
     except OSError as err:
         raise InputError(f"cannot read {storage.to_uri(fs, path)}: {str(err).splitlines()[0]}") from None
     return None
+
+
+def _check_gzip(fs: pafs.FileSystem, path: str) -> None:
+    """A ``.gz`` file must start as a gzip stream (a truncated one is caught where its reader meets the end)."""
+    try:
+        with fs.open_input_stream(path, compression="gzip") as fh:
+            fh.read(1 << 16)
+    except OSError as err:
+        raise InputError(f"cannot read {storage.to_uri(fs, path)}: {str(err).splitlines()[0]}") from None

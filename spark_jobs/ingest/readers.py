@@ -1,20 +1,30 @@
 """Executor-side readers: turn one planned read unit (a file, or a range of Parquet row groups) into documents.
 
 Plain Python over streams and Arrow batches, unit-tested without Spark. Every row of every unit comes out as exactly
-one document row; rows that cannot be documents (malformed JSON, non-UTF-8 bytes, a missing or empty text, a
-binary or oversized source file) come out too, with ``reason='invalid'`` and the rule that fired, so the accounting
-identity holds from the first stage on.
+one document row; rows that cannot be documents (malformed JSON, non-UTF-8 bytes, lone surrogates, a missing, empty
+or non-text text, an id that is not an integer or string, a binary file, a document over the size limit) come out
+too, with ``reason='invalid'`` and the rule that fired (``rule: detail``), so the accounting identity holds from the
+first stage on.
+
+No reader holds more than about ``max_doc_bytes`` of one document: JSONL lines are read with bounded reads (an
+oversized line is skipped to its newline, counted, never kept), files with a bounded read, and oversized Parquet or
+dataset values are measured on the Arrow column and never become Python strings. A file that breaks while it is
+read (a truncated gzip stream, a corrupt Parquet page) raises :class:`InputError` naming the file.
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
+import math
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import IO, Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from spark_jobs import storage
@@ -24,6 +34,15 @@ from spark_jobs.session import ARROW_BATCH_ROWS
 ID_LONG = "long"
 ID_STRING = "string"
 BINARY_SNIFF_BYTES = 8192
+MAX_DOC_BYTES = 32 << 20
+"""Default document size limit: far above any real document (a long book is a few MB), far below what hurts a worker."""
+INT64_MIN, INT64_MAX = -(1 << 63), (1 << 63) - 1
+_SURROGATE = re.compile("[\ud800-\udfff]")  # in a Python str from json.loads, only a lone one is left
+SKIP_CHUNK = 1 << 20
+
+
+class InputError(Exception):
+    """Input the pipeline cannot read at all; its message is the one line the user sees."""
 
 
 @dataclass(frozen=True)
@@ -35,6 +54,13 @@ class ReadOptions:
     kind_column: str = "kind"
     id_type: str = ID_LONG
     max_file_bytes: int = 1_000_000
+    max_doc_bytes: int = MAX_DOC_BYTES
+
+    def file_limit(self, fmt: str) -> tuple[int, str]:
+        """The byte limit of a whole-file document and the flag that sets it (code files: the smaller of both)."""
+        if fmt == "code" and self.max_file_bytes < self.max_doc_bytes:
+            return self.max_file_bytes, "--max-file-bytes"
+        return self.max_doc_bytes, "--max-doc-bytes"
 
     def spark_id_type(self):  # -> pyspark DataType; imported lazily to keep this module light for workers
         from pyspark.sql import types as T
@@ -70,13 +96,33 @@ class DocBuilder:
         self.cols: dict[str, list[Any]] = {name: [] for name in self.schema.names}
 
     def doc_id(self, given: Any, source: str, position: int) -> Any:
-        """The input id unchanged when present, else the position id; rendered in the run's id type."""
+        """The input id unchanged when present, else the position id; rendered in the run's id type.
+
+        ``ValueError`` (saying why) for an id that is no integer or string: a float that is not integral or not
+        finite, an integer outside the 64-bit range, a boolean, a list. An integral float (``3.0``) is the integer.
+        """
         if given is None:
             pid = position_id(source, position)
             return f"{pid & 0xFFFFFFFFFFFFFFFF:016x}" if self.opts.id_type == ID_STRING else pid
+        if isinstance(given, float):
+            if not math.isfinite(given):
+                raise ValueError("is not finite")
+            if not given.is_integer():
+                raise ValueError("is not an integer")
+            given = int(given)
+        if isinstance(given, bool) or not isinstance(given, int | str):
+            raise ValueError(f"is a {type(given).__name__}, not an integer or string")
         if self.opts.id_type == ID_STRING:
-            return given if isinstance(given, str) else json.dumps(given)
-        return int(given)
+            if isinstance(given, int) and not INT64_MIN <= given <= INT64_MAX:
+                raise ValueError("is outside the 64-bit integer range")
+            return given if isinstance(given, str) else str(given)
+        try:
+            value = int(given)
+        except ValueError:
+            raise ValueError("is not an integer") from None
+        if not INT64_MIN <= value <= INT64_MAX:
+            raise ValueError("is outside the 64-bit integer range")
+        return value
 
     def add(
         self,
@@ -100,32 +146,47 @@ class DocBuilder:
         c["rule"].append(invalid)
         c["duplicate_of"].append(None)
 
-    def add_record(self, record: dict[str, Any], source: str, position: int) -> None:
-        """One input record (a JSON object or a table row) as a document, or as an invalid row saying why."""
+    def add_record(self, record: dict[str, Any], source: str, position: int, invalid: str | None = None) -> None:
+        """One input record (a JSON object or a table row) as a document, or as an invalid row saying why.
+
+        ``invalid``: a problem the reader found before (an oversized value it left out, a lone surrogate it
+        replaced); it wins over what this record's fields show."""
         o = self.opts
         text = record.get(o.text_column)
         kind = record.get(o.kind_column) or KIND_TEXT
         named = (o.text_column, o.id_column, o.kind_column)
         meta = {k: v for k, v in record.items() if k not in named and v is not None}
-        invalid = None
+        problem = None
         try:
             doc_id = self.doc_id(record.get(o.id_column), source, position)
-        except (TypeError, ValueError):
+        except ValueError as err:
             doc_id = self.doc_id(None, source, position)
-            invalid = f"bad_id: {o.id_column}={record.get(o.id_column)!r} is not an integer"
+            problem = f"bad_id: {o.id_column}={_excerpt(record.get(o.id_column))} {err}"
+        if isinstance(text, bytes):  # a binary column (older Parquet writers store strings so)
+            try:
+                text = text.decode("utf-8")
+            except UnicodeDecodeError as err:
+                text, problem = text.decode("utf-8", "replace"), f"not_utf8: byte {err.start}"
         if o.text_column not in record:
-            invalid = f"missing_text_field: no {o.text_column!r}"
+            problem = f"missing_text_field: no {o.text_column!r}"
         elif text is None:
-            invalid = "null_text"
+            problem = problem if problem and problem.startswith("not_utf8") else "null_text"
         elif not isinstance(text, str):
-            invalid = f"text_not_string: {type(text).__name__}"
-            text = json.dumps(text)
-        elif not text.strip():
-            invalid = "empty_text"
+            problem = f"text_not_string: {type(text).__name__}"
+            text = json.dumps(text, default=str)
+        elif not text.strip() and not (problem or "").startswith("not_utf8"):
+            problem = "empty_text"
         if kind not in (KIND_TEXT, KIND_CODE):
-            invalid = invalid or f"bad_kind: {kind!r}"
+            problem = problem or f"bad_kind: {_excerpt(kind)}"
             kind = KIND_TEXT
-        self.add(doc_id=doc_id, text=text, kind=kind, source=source, meta=meta, invalid=invalid)
+        self.add(doc_id=doc_id, text=text, kind=kind, source=source, meta=meta, invalid=invalid or problem)
+
+    def add_records(self, batch: pa.RecordBatch, source: str, positions: Iterator[int]) -> None:
+        """Every row of an Arrow batch (a Parquet row group's, a dataset's) as :meth:`add_record`, position by
+        position: text values over ``max_doc_bytes`` are measured on the column and left out, and a text column
+        holding invalid UTF-8 is decoded value by value."""
+        for record, oversized in _batch_records(batch, self.opts):
+            self.add_record(record, source, next(positions), oversized)
 
     def __len__(self) -> int:
         return len(self.cols["doc_id"])
@@ -134,6 +195,56 @@ class DocBuilder:
         batch = pa.RecordBatch.from_pydict(self.cols, schema=self.schema)
         self.cols = {name: [] for name in self.schema.names}
         return batch
+
+
+def _excerpt(value: Any, limit: int = 40) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def too_large(size: int, limit: int, flag: str = "--max-doc-bytes", what: str = "") -> str:
+    """The rule of a document over a size limit (``what`` qualifies the size: "line of ", "at least ")."""
+    return f"too_large: {what}{size} bytes, over {flag} {limit}"
+
+
+def _batch_records(batch: pa.RecordBatch, opts: ReadOptions) -> Iterator[tuple[dict[str, Any], str | None]]:
+    """The batch's rows as Python records, each with a ``too_large`` rule when its text is over the limit (then
+    left out: measured on the Arrow column, it never becomes a Python string)."""
+    flags: list[str | None] | None = None
+    index = batch.schema.get_field_index(opts.text_column)
+    if index >= 0 and _is_text_like(batch.schema.field(index).type):
+        text = batch.column(index)
+        lengths = pc.binary_length(text)
+        big = pc.greater(lengths, opts.max_doc_bytes)
+        if pc.any(big).as_py():
+            flags = [
+                too_large(n, opts.max_doc_bytes) if n > opts.max_doc_bytes else None
+                for n in lengths.fill_null(0).to_pylist()
+            ]
+            text = pc.if_else(big, pa.scalar(None, text.type), text)
+            batch = batch.set_column(index, batch.schema.field(index), text)
+    try:
+        records = batch.to_pylist()
+    except UnicodeDecodeError:  # a string column holding invalid UTF-8: take the text as bytes, decoded one by one
+        if index >= 0 and pa.types.is_string(batch.schema.field(index).type):
+            batch = batch.set_column(
+                index, pa.field(opts.text_column, pa.binary()), batch.column(index).view(pa.binary())
+            )
+        elif index >= 0 and pa.types.is_large_string(batch.schema.field(index).type):
+            batch = batch.set_column(
+                index, pa.field(opts.text_column, pa.large_binary()), batch.column(index).view(pa.large_binary())
+            )
+        records = batch.to_pylist()
+    yield from zip(records, flags or [None] * len(records), strict=True)
+
+
+def _is_text_like(dtype: pa.DataType) -> bool:
+    return (
+        pa.types.is_string(dtype)
+        or pa.types.is_large_string(dtype)
+        or pa.types.is_binary(dtype)
+        or pa.types.is_large_binary(dtype)
+    )
 
 
 def read_unit(unit: ReadUnit, opts: ReadOptions, batch_rows: int = ARROW_BATCH_ROWS) -> Iterator[pa.RecordBatch]:
@@ -149,20 +260,40 @@ def read_unit(unit: ReadUnit, opts: ReadOptions, batch_rows: int = ARROW_BATCH_R
 
 def _parquet_rows(unit: ReadUnit, out: DocBuilder) -> Iterator[None]:
     fs, path = storage.resolve(unit.uri)
-    with fs.open_input_file(path) as fh:
+    positions = iter(range(unit.row_offset, 1 << 62))
+    with fs.open_input_file(path) as fh, _reading(unit.uri):
         pf = pq.ParquetFile(fh)
-        position = unit.row_offset
-        for batch in pf.iter_batches(batch_size=1024, row_groups=range(unit.rg_start, unit.rg_end)):
-            for record in batch.to_pylist():
-                out.add_record(record, unit.source, position)
-                position += 1
-                yield
+        for batch in pf.iter_batches(batch_size=ARROW_BATCH_ROWS, row_groups=range(unit.rg_start, unit.rg_end)):
+            out.add_records(batch, unit.source, positions)
+            yield
+
+
+@contextlib.contextmanager
+def _reading(uri: str) -> Iterator[None]:
+    """A file that breaks while it is read (truncated gzip stream, corrupt Parquet page) stops the run with one line
+    naming it: what is left of it cannot be told apart from what is lost."""
+    try:
+        yield
+    except (OSError, pa.ArrowException) as err:
+        reason = next((line.strip() for line in str(err).splitlines() if line.strip()), type(err).__name__)
+        raise InputError(f"cannot read {uri}: {reason}") from None
 
 
 def _jsonl_rows(unit: ReadUnit, out: DocBuilder) -> Iterator[None]:
     """One JSON object per line; blank lines are not documents (and are not counted as input). A line's position is
     the byte offset where it starts, so its doc id is the same however the file is cut into units."""
-    for position, raw in _lines(unit):
+    limit = out.opts.max_doc_bytes
+    for position, raw, size in _lines(unit, limit):
+        if raw is None:
+            out.add(
+                doc_id=out.doc_id(None, unit.source, position),
+                text=None,
+                kind=KIND_TEXT,
+                source=unit.source,
+                invalid=too_large(size, limit, what="line of "),
+            )
+            yield
+            continue
         if not raw.strip():
             continue
         try:
@@ -181,7 +312,7 @@ def _jsonl_rows(unit: ReadUnit, out: DocBuilder) -> Iterator[None]:
             record = json.loads(line)
             if not isinstance(record, dict):
                 raise ValueError(f"a JSON {type(record).__name__}, not an object")
-        except ValueError as err:
+        except (ValueError, RecursionError) as err:  # RecursionError: nesting deeper than the parser's stack
             out.add(
                 doc_id=out.doc_id(None, unit.source, position),
                 text=line,
@@ -191,77 +322,117 @@ def _jsonl_rows(unit: ReadUnit, out: DocBuilder) -> Iterator[None]:
             )
             yield
             continue
-        out.add_record(record, unit.source, position)
+        invalid = None
+        if b"\\ud" in raw or b"\\uD" in raw:  # only a \\uD800-\\uDFFF escape can give a lone surrogate
+            record, invalid = _without_lone_surrogates(record)
+        out.add_record(record, unit.source, position, invalid)
         yield
 
 
-def _lines(unit: ReadUnit) -> Iterator[tuple[int, bytes]]:
-    """(byte offset, line) of each line of the unit: the whole file, or the lines that start in its byte range.
+def _without_lone_surrogates(record: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
+    """The record with every lone surrogate (a half of a UTF-16 pair, which UTF-8 cannot encode) replaced by U+FFFD,
+    and a ``bad_unicode`` rule naming the first field that held one (None when there was none)."""
+
+    def repair(value: Any) -> Any:
+        if isinstance(value, str):
+            return _SURROGATE.sub("\ufffd", value)
+        if isinstance(value, dict):
+            return {repair(k): repair(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [repair(v) for v in value]
+        return value
+
+    repaired = repair(record)
+    if repaired == record:
+        return record, None
+    field = next(k for k, v in zip(record, repaired.values(), strict=True) if repair(k) != k or v != record[k])
+    return repaired, f"bad_unicode: lone surrogate in {_excerpt(field)}"
+
+
+def _lines(unit: ReadUnit, limit: int) -> Iterator[tuple[int, bytes | None, int]]:
+    """(byte offset, line, length) of each line of the unit: the whole file, or the lines that start in its byte
+    range. A line over ``limit`` bytes (without its newline) comes as None: it is skipped to its end in bounded
+    reads, never held.
 
     As Hadoop splits text: a range after the first skips the line already under way at its start (the range before
     reads it to its end), so every line is read by exactly one range.
     """
     if not unit.byte_end:
-        with storage.open_input(unit.uri) as fh:
-            offset = 0
-            for raw in fh:
-                yield offset, raw
-                offset += len(raw)
+        with storage.open_input(unit.uri) as fh, _reading(unit.uri):
+            yield from _bounded_lines(fh, 0, None, limit)
         return
     fs, path = storage.resolve(unit.uri)
-    with io.BufferedReader(fs.open_input_file(path), 1 << 20) as fh:
+    with io.BufferedReader(fs.open_input_file(path), 1 << 20) as fh, _reading(unit.uri):
         offset = unit.byte_start
         if offset:
             fh.seek(offset - 1)
-            offset += len(fh.readline()) - 1  # the end of the line under way, or just the newline before the range
-        while offset < unit.byte_end:
-            raw = fh.readline()
-            if not raw:
-                return
-            yield offset, raw
-            offset += len(raw)
+            offset += _skip_line(fh, b"")[0] - 1  # the end of the line under way, or just the newline before the range
+        yield from _bounded_lines(fh, offset, unit.byte_end, limit)
+
+
+def _bounded_lines(fh: IO[bytes], offset: int, end: int | None, limit: int) -> Iterator[tuple[int, bytes | None, int]]:
+    while end is None or offset < end:
+        raw = fh.readline(limit + 1)
+        if not raw:
+            return
+        size = len(raw)
+        if size > limit and not raw.endswith(b"\n"):
+            size, ended = _skip_line(fh, raw)
+            yield offset, None, size - ended
+        else:
+            yield offset, raw, size
+        offset += size
+
+
+def _skip_line(fh: IO[bytes], head: bytes) -> tuple[int, bool]:
+    """Read on to the end of the line that began with ``head``, in bounded chunks: its bytes in all (newline
+    included) and whether a newline ended it."""
+    size, chunk = len(head), head
+    while not chunk.endswith(b"\n"):
+        chunk = fh.readline(SKIP_CHUNK)
+        if not chunk:
+            return size, False
+        size += len(chunk)
+    return size, True
 
 
 def _text_rows(unit: ReadUnit, out: DocBuilder) -> Iterator[None]:
-    """A plain text file is one document (no size limit: a book is a fine document)."""
-    with storage.open_input(unit.uri) as fh:
-        data = fh.read()
-    _add_file_doc(out, unit, data, KIND_TEXT, {})
+    """A plain text file is one document (a book is a fine document; one over ``max_doc_bytes`` is not)."""
+    _add_file_doc(out, unit, KIND_TEXT, {})
     yield
 
 
 def _code_rows(unit: ReadUnit, out: DocBuilder) -> Iterator[None]:
     """A source file is one code document with repo/path metadata; binary, undecodable or huge files are invalid."""
     rel = unit.uri[len(unit.root) :].lstrip("/") if unit.root and unit.uri.startswith(unit.root) else unit.uri
-    meta = {"repo": unit.root.rstrip("/").rsplit("/", 1)[-1], "path": rel}
-    if unit.size > out.opts.max_file_bytes:
-        out.add(
-            doc_id=out.doc_id(None, unit.source, 0),
-            text=None,
-            kind=KIND_CODE,
-            source=unit.source,
-            meta=meta,
-            invalid=f"file_too_large: {unit.size} > {out.opts.max_file_bytes} bytes",
-        )
-    else:
-        with storage.open_input(unit.uri) as fh:
-            data = fh.read(out.opts.max_file_bytes + 1)
-        _add_file_doc(out, unit, data, KIND_CODE, meta)
+    _add_file_doc(out, unit, KIND_CODE, {"repo": unit.root.rstrip("/").rsplit("/", 1)[-1], "path": rel})
     yield
 
 
-def _add_file_doc(out: DocBuilder, unit: ReadUnit, data: bytes, kind: str, meta: dict[str, Any]) -> None:
-    """A whole file as one document; binary (NUL bytes), non-UTF-8 or blank files become invalid rows."""
-    invalid = None
-    if b"\x00" in data[:BINARY_SNIFF_BYTES]:
-        text, invalid = None, "binary_file"
+def _add_file_doc(out: DocBuilder, unit: ReadUnit, kind: str, meta: dict[str, Any]) -> None:
+    """A whole file as one document; binary (NUL bytes), non-UTF-8, blank or oversized files become invalid rows.
+
+    At most the limit (plus one byte) is read: a file known larger is not opened, and a gzip stream is inflated no
+    further than that, whatever it would inflate to."""
+    limit, flag = out.opts.file_limit(unit.fmt)
+    compressed = unit.uri.endswith(".gz")
+    text, invalid = None, None
+    if not compressed and unit.size > limit:
+        invalid = too_large(unit.size, limit, flag)
     else:
-        try:
-            text = data.decode("utf-8")
-        except UnicodeDecodeError as err:
-            text, invalid = data.decode("utf-8", "replace"), f"not_utf8: byte {err.start}"
-        if invalid is None and not text.strip():
-            invalid = "empty_text"
+        with storage.open_input(unit.uri) as fh, _reading(unit.uri):
+            data = fh.read(limit + 1)
+        if len(data) > limit:
+            invalid = too_large(len(data), limit, flag, what="at least " if compressed else "")
+        elif b"\x00" in data[:BINARY_SNIFF_BYTES]:
+            invalid = "binary_file"
+        else:
+            try:
+                text = data.decode("utf-8")
+            except UnicodeDecodeError as err:
+                text, invalid = data.decode("utf-8", "replace"), f"not_utf8: byte {err.start}"
+            if invalid is None and not text.strip():
+                invalid = "empty_text"
     out.add(
         doc_id=out.doc_id(None, unit.source, 0), text=text, kind=kind, source=unit.source, meta=meta, invalid=invalid
     )

@@ -99,7 +99,7 @@ def test_code_reader_metadata_and_invalid_files(corpus):
     assert json.loads(rows["pkg/mod.py"]["meta"])["repo"] == "repo"
     assert rows["pkg/bin.py"]["rule"] == "binary_file"
     assert rows["pkg/latin.py"]["rule"].startswith("not_utf8")
-    assert rows["pkg/big.py"]["rule"].startswith("file_too_large")
+    assert rows["pkg/big.py"]["rule"] == "too_large: 2400 bytes, over --max-file-bytes 1000"
     assert rows["pkg/__init__.py"]["rule"] == "empty_text"
 
 
