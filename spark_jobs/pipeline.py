@@ -36,7 +36,7 @@ from spark_jobs import cache, storage
 from spark_jobs.batches import CHARS, group_counts
 from spark_jobs.config import PipelineConfig
 from spark_jobs.documents import ANNOTATIONS, DOC_COLUMNS, REASON_INVALID, hint_small, is_small
-from spark_jobs.ingest import IngestOptions, InputError, check_unique_ids, ingest, input_error, plan_sources
+from spark_jobs.ingest import IngestOptions, InputError, check_ingested, ingest, plan_sources
 from spark_jobs.ordered import ORDER, part_files, read_in_order, sorted_by_order
 from spark_jobs.session import get_spark
 from spark_jobs.stage import CorpusStage, RowStage, StageView
@@ -118,15 +118,8 @@ def run(cfg: PipelineConfig, spark: SparkSession | None = None) -> dict[str, Any
     extra_fields = [T.StructField(CHARS, T.LongType(), False), *(f for s, _ in removers for f in s.row_fields)]
     raw, report["input"] = ingest(spark, sources, ingest_opts, steps, extra_fields)
     fused = "+".join(["ingest", *(s.name for s, _ in rows)])
-    try:
-        annotated, _, row_reused = cached(
-            spark, stage_dir(out, f"00-{fused}"), key, lambda: (raw, {}), check=check_unique_ids
-        )
-    except Exception as err:
-        broken = input_error(err)  # a file that broke while a task read it: its one line, not Spark's traceback
-        if broken is None:
-            raise
-        raise broken from None
+    first = stage_dir(out, f"00-{fused}")
+    annotated, _, row_reused = cached(spark, first, key, lambda: (raw, {}), check=check_ingested)
 
     # From here on, the reports' small aggregates and the final writes run on a thread pool while the driver goes on:
     # each is a few short Spark jobs whose scheduling latency would otherwise add up one after another.
@@ -156,7 +149,6 @@ def run(cfg: PipelineConfig, spark: SparkSession | None = None) -> dict[str, Any
 
         # The annotated copy with all removals -> cleaned/ and removed/, in the input's order: the copy is read back
         # part file by part file, and the removals are broadcast (no shuffle) or the rows are sorted back.
-        first = stage_dir(out, f"00-{fused}")
         ordered = read_in_order(spark, first, annotated.schema)
         cleaned = ordered.where(F.col("reason").isNull()).select(*DOC_COLUMNS, ORDER)
         removed = ordered.select(*DOC_COLUMNS, *ANNOTATIONS, ORDER)

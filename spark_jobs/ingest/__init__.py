@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -22,10 +21,18 @@ from pyspark.sql import types as T
 from slm_common.options import opt
 from spark_jobs.batches import BatchFn, RowChain
 from spark_jobs.documents import annotated_schema, arrow_schema
-from spark_jobs.ingest.plan import Plan, check_output, plan_inputs
-from spark_jobs.ingest.readers import ID_STRING, MAX_DOC_BYTES, DocBuilder, InputError, ReadOptions, ReadUnit, read_unit
+from spark_jobs.ingest.plan import InputError, Plan, check_output, plan_inputs
+from spark_jobs.ingest.readers import (
+    ID_STRING,
+    MAX_DOC_BYTES,
+    UNREADABLE,
+    DocBuilder,
+    ReadOptions,
+    ReadUnit,
+    read_unit,
+)
 
-__all__ = ["IngestOptions", "InputError", "Sources", "check_unique_ids", "ingest", "input_error", "plan_sources"]
+__all__ = ["IngestOptions", "InputError", "Sources", "check_ingested", "ingest", "plan_sources"]
 
 
 @dataclass
@@ -182,11 +189,18 @@ def _records_to_docs(opts: ReadOptions, chain: RowChain):
     return convert
 
 
-def check_unique_ids(docs: DataFrame) -> None:
-    """Fail with one line naming an id that two input rows share, and where both came from.
+def check_ingested(docs: DataFrame) -> None:
+    """Fail with one line when ingestion's written copy shows an input that must stop the run.
 
-    Every later step keys on ``doc_id``: a shared id would file a unique document as a duplicate, or double rows.
-    One aggregate over the ``doc_id`` column finds one; only then are the sources of that id looked up."""
+    A file that broke while it was read (its :data:`~spark_jobs.ingest.readers.UNREADABLE` row): what is left of it
+    cannot be told apart from what is lost. Two input rows sharing an id: every later step keys on ``doc_id``, so a
+    unique document would be filed as a duplicate, or rows doubled. One filter over the (almost all null) ``rule``
+    column and one aggregate over the ``doc_id`` column; the sources of a shared id are looked up only when there is
+    one.
+    """
+    broken = docs.where(F.col("rule").startswith(UNREADABLE + ":")).select("source", "rule").limit(1).collect()
+    if broken:
+        raise InputError(f"cannot read {broken[0]['source']}: {broken[0]['rule'].split(': ', 1)[1]}")
     shared = docs.groupBy("doc_id").count().where(F.col("count") > 1).select("doc_id").limit(1).collect()
     if not shared:
         return
@@ -196,10 +210,3 @@ def check_unique_ids(docs: DataFrame) -> None:
         f"duplicate input id {doc_id!r} in {' and '.join(sources)}; ids must be unique "
         "(--id-column '' gives every document a generated id instead)"
     )
-
-
-def input_error(err: Exception) -> InputError | None:
-    """The :class:`InputError` a reader raised inside a Spark task (a truncated gzip stream, a corrupt Parquet page),
-    recovered from the Spark error that carries its traceback as text; None for any other failure."""
-    found = re.search(rf"{re.escape(InputError.__module__)}\.InputError: ([^\n]+)", str(err))
-    return InputError(found.group(1).strip()) if found else None

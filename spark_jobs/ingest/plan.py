@@ -25,7 +25,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from spark_jobs import storage
-from spark_jobs.ingest.readers import ID_LONG, ID_STRING, InputError, ReadUnit
+from spark_jobs.ingest.readers import ID_LONG, ID_STRING, ReadUnit
 
 PARQUET_EXT = (".parquet", ".parq")
 JSONL_EXT = (".jsonl", ".json", ".jsonl.gz", ".json.gz", ".ndjson", ".ndjson.gz")
@@ -34,6 +34,10 @@ ROW_GROUPS_PER_UNIT = 4
 JSONL_UNIT_BYTES = 64 << 20
 """Byte range of an uncompressed JSONL file per read unit: a large dump feeds many tasks (memory is one batch either
 way). Not smaller: each task costs its Python worker tens of milliseconds (docs/benchmarks.md)."""
+
+
+class InputError(Exception):
+    """Input the pipeline cannot read at all; its message is the one line the user sees."""
 
 
 @dataclass
@@ -166,7 +170,7 @@ def _jsonl_id_kind(fs: pafs.FileSystem, path: str, id_column: str) -> str | None
             for _, raw in zip(range(100), fh.read(1 << 20).splitlines(), strict=False):
                 try:
                     record = json.loads(raw)
-                except ValueError:
+                except (ValueError, RecursionError):
                     continue
                 if isinstance(record, dict) and record.get(id_column) is not None:
                     return ID_STRING if isinstance(record[id_column], str) else ID_LONG

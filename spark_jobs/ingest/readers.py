@@ -9,12 +9,13 @@ first stage on.
 No reader holds more than about ``max_doc_bytes`` of one document: JSONL lines are read with bounded reads (an
 oversized line is skipped to its newline, counted, never kept), files with a bounded read, and oversized Parquet or
 dataset values are measured on the Arrow column and never become Python strings. A file that breaks while it is
-read (a truncated gzip stream, a corrupt Parquet page) raises :class:`InputError` naming the file.
+read (a truncated gzip stream, a corrupt Parquet page, a file gone since planning) ends its unit with one row of
+rule ``unreadable_file`` (:data:`UNREADABLE`): the pipeline stops on it with one line naming the file, after the
+pass, rather than as a failed Spark task (which a cluster would retry, then report with a traceback).
 """
 
 from __future__ import annotations
 
-import contextlib
 import io
 import json
 import math
@@ -39,10 +40,7 @@ MAX_DOC_BYTES = 32 << 20
 INT64_MIN, INT64_MAX = -(1 << 63), (1 << 63) - 1
 _SURROGATE = re.compile("[\ud800-\udfff]")  # in a Python str from json.loads, only a lone one is left
 SKIP_CHUNK = 1 << 20
-
-
-class InputError(Exception):
-    """Input the pipeline cannot read at all; its message is the one line the user sees."""
+UNREADABLE = "unreadable_file"
 
 
 @dataclass(frozen=True)
@@ -248,12 +246,19 @@ def _is_text_like(dtype: pa.DataType) -> bool:
 
 
 def read_unit(unit: ReadUnit, opts: ReadOptions, batch_rows: int = ARROW_BATCH_ROWS) -> Iterator[pa.RecordBatch]:
-    """All documents of one unit, as annotated Arrow batches of at most ``batch_rows`` rows."""
+    """All documents of one unit, as annotated Arrow batches of at most ``batch_rows`` rows; when the file breaks
+    on the way, what was read and then one :data:`UNREADABLE` row saying why."""
     out = DocBuilder(opts)
     rows = {"parquet": _parquet_rows, "jsonl": _jsonl_rows, "text": _text_rows, "code": _code_rows}[unit.fmt]
-    for _ in rows(unit, out):
-        if len(out) >= batch_rows:
-            yield out.flush()
+    try:
+        for _ in rows(unit, out):
+            if len(out) >= batch_rows:
+                yield out.flush()
+    except (OSError, pa.ArrowException) as err:
+        reason = next((line.strip() for line in str(err).splitlines() if line.strip()), type(err).__name__)
+        position = -1 - unit.byte_start - unit.row_offset  # before every row of the unit: an id no row has
+        doc_id = out.doc_id(None, unit.source, position)
+        out.add(doc_id=doc_id, text=None, kind=KIND_TEXT, source=unit.source, invalid=f"{UNREADABLE}: {reason}")
     if len(out):
         yield out.flush()
 
@@ -261,22 +266,11 @@ def read_unit(unit: ReadUnit, opts: ReadOptions, batch_rows: int = ARROW_BATCH_R
 def _parquet_rows(unit: ReadUnit, out: DocBuilder) -> Iterator[None]:
     fs, path = storage.resolve(unit.uri)
     positions = iter(range(unit.row_offset, 1 << 62))
-    with fs.open_input_file(path) as fh, _reading(unit.uri):
+    with fs.open_input_file(path) as fh:
         pf = pq.ParquetFile(fh)
         for batch in pf.iter_batches(batch_size=ARROW_BATCH_ROWS, row_groups=range(unit.rg_start, unit.rg_end)):
             out.add_records(batch, unit.source, positions)
             yield
-
-
-@contextlib.contextmanager
-def _reading(uri: str) -> Iterator[None]:
-    """A file that breaks while it is read (truncated gzip stream, corrupt Parquet page) stops the run with one line
-    naming it: what is left of it cannot be told apart from what is lost."""
-    try:
-        yield
-    except (OSError, pa.ArrowException) as err:
-        reason = next((line.strip() for line in str(err).splitlines() if line.strip()), type(err).__name__)
-        raise InputError(f"cannot read {uri}: {reason}") from None
 
 
 def _jsonl_rows(unit: ReadUnit, out: DocBuilder) -> Iterator[None]:
@@ -358,11 +352,11 @@ def _lines(unit: ReadUnit, limit: int) -> Iterator[tuple[int, bytes | None, int]
     reads it to its end), so every line is read by exactly one range.
     """
     if not unit.byte_end:
-        with storage.open_input(unit.uri) as fh, _reading(unit.uri):
+        with storage.open_input(unit.uri) as fh:
             yield from _bounded_lines(fh, 0, None, limit)
         return
     fs, path = storage.resolve(unit.uri)
-    with io.BufferedReader(fs.open_input_file(path), 1 << 20) as fh, _reading(unit.uri):
+    with io.BufferedReader(fs.open_input_file(path), 1 << 20) as fh:
         offset = unit.byte_start
         if offset:
             fh.seek(offset - 1)
@@ -420,7 +414,7 @@ def _add_file_doc(out: DocBuilder, unit: ReadUnit, kind: str, meta: dict[str, An
     if not compressed and unit.size > limit:
         invalid = too_large(unit.size, limit, flag)
     else:
-        with storage.open_input(unit.uri) as fh, _reading(unit.uri):
+        with storage.open_input(unit.uri) as fh:
             data = fh.read(limit + 1)
         if len(data) > limit:
             invalid = too_large(len(data), limit, flag, what="at least " if compressed else "")
