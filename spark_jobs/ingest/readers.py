@@ -17,6 +17,7 @@ pass, rather than as a failed Spark task (which a cluster would retry, then repo
 from __future__ import annotations
 
 import io
+import itertools
 import json
 import math
 import re
@@ -168,11 +169,11 @@ class DocBuilder:
         if o.text_column not in record:
             problem = f"missing_text_field: no {o.text_column!r}"
         elif text is None:
-            problem = problem if problem and problem.startswith("not_utf8") else "null_text"
+            problem = "null_text"
         elif not isinstance(text, str):
             problem = f"text_not_string: {type(text).__name__}"
             text = json.dumps(text, default=str)
-        elif not text.strip() and not (problem or "").startswith("not_utf8"):
+        elif not text.strip():  # (a value that failed to decode is never blank: it holds U+FFFD)
             problem = "empty_text"
         if kind not in (KIND_TEXT, KIND_CODE):
             problem = problem or f"bad_kind: {_excerpt(kind)}"
@@ -182,7 +183,7 @@ class DocBuilder:
     def add_records(self, batch: pa.RecordBatch, source: str, positions: Iterator[int]) -> None:
         """Every row of an Arrow batch (a Parquet row group's, a dataset's) as :meth:`add_record`, position by
         position: text values over ``max_doc_bytes`` are measured on the column and left out, and a text column
-        holding invalid UTF-8 is decoded value by value."""
+        holding invalid UTF-8 is decoded value by value (``not_utf8``)."""
         for record, oversized in _batch_records(batch, self.opts):
             self.add_record(record, source, next(positions), oversized)
 
@@ -206,9 +207,10 @@ def too_large(size: int, limit: int, flag: str = "--max-doc-bytes", what: str = 
 
 
 def _batch_records(batch: pa.RecordBatch, opts: ReadOptions) -> Iterator[tuple[dict[str, Any], str | None]]:
-    """The batch's rows as Python records, each with a ``too_large`` rule when its text is over the limit (then
-    left out: measured on the Arrow column, it never becomes a Python string)."""
-    flags: list[str | None] | None = None
+    """The batch's rows as Python records, each with a rule when the reader found a problem: ``too_large`` when its
+    text is over the limit (then left out: measured on the Arrow column, it never becomes a Python string),
+    ``not_utf8`` when another string column's value does not decode."""
+    flags: list[str | None] = [None] * batch.num_rows
     index = batch.schema.get_field_index(opts.text_column)
     if index >= 0 and _is_text_like(batch.schema.field(index).type):
         text = batch.column(index)
@@ -223,17 +225,33 @@ def _batch_records(batch: pa.RecordBatch, opts: ReadOptions) -> Iterator[tuple[d
             batch = batch.set_column(index, batch.schema.field(index), text)
     try:
         records = batch.to_pylist()
-    except UnicodeDecodeError:  # a string column holding invalid UTF-8: take the text as bytes, decoded one by one
-        if index >= 0 and pa.types.is_string(batch.schema.field(index).type):
-            batch = batch.set_column(
-                index, pa.field(opts.text_column, pa.binary()), batch.column(index).view(pa.binary())
-            )
-        elif index >= 0 and pa.types.is_large_string(batch.schema.field(index).type):
-            batch = batch.set_column(
-                index, pa.field(opts.text_column, pa.large_binary()), batch.column(index).view(pa.large_binary())
-            )
-        records = batch.to_pylist()
-    yield from zip(records, flags or [None] * len(records), strict=True)
+    except UnicodeDecodeError:  # a string column holding invalid UTF-8 (Arrow does not check it on read)
+        records = _decoded_records(batch, opts.text_column, flags)
+    yield from zip(records, flags, strict=True)
+
+
+def _decoded_records(batch: pa.RecordBatch, text_column: str, flags: list[str | None]) -> list[dict[str, Any]]:
+    """The rows of a batch whose string columns hold invalid UTF-8, decoding value by value: the text stays bytes
+    (:meth:`DocBuilder.add_record` decodes it and says where it failed); another column's undecodable value gets
+    U+FFFD and its row a ``not_utf8`` rule in ``flags`` naming the column."""
+    columns = []
+    for field, column in zip(batch.schema, batch.columns, strict=True):
+        if not (pa.types.is_string(field.type) or pa.types.is_large_string(field.type)):
+            columns.append(column.to_pylist())
+            continue
+        raw = column.view(pa.large_binary() if pa.types.is_large_string(field.type) else pa.binary()).to_pylist()
+        if field.name == text_column:
+            columns.append(raw)
+            continue
+        values = []
+        for row, value in enumerate(raw):
+            try:
+                values.append(value if value is None else value.decode("utf-8"))
+            except UnicodeDecodeError:
+                values.append(value.decode("utf-8", "replace"))
+                flags[row] = flags[row] or f"not_utf8: in {field.name!r}"
+        columns.append(values)
+    return [dict(zip(batch.schema.names, row, strict=True)) for row in zip(*columns, strict=True)]
 
 
 def _is_text_like(dtype: pa.DataType) -> bool:
@@ -265,7 +283,7 @@ def read_unit(unit: ReadUnit, opts: ReadOptions, batch_rows: int = ARROW_BATCH_R
 
 def _parquet_rows(unit: ReadUnit, out: DocBuilder) -> Iterator[None]:
     fs, path = storage.resolve(unit.uri)
-    positions = iter(range(unit.row_offset, 1 << 62))
+    positions = itertools.count(unit.row_offset)
     with fs.open_input_file(path) as fh:
         pf = pq.ParquetFile(fh)
         for batch in pf.iter_batches(batch_size=ARROW_BATCH_ROWS, row_groups=range(unit.rg_start, unit.rg_end)):
@@ -317,7 +335,7 @@ def _jsonl_rows(unit: ReadUnit, out: DocBuilder) -> Iterator[None]:
             yield
             continue
         invalid = None
-        if b"\\ud" in raw or b"\\uD" in raw:  # only a \\uD800-\\uDFFF escape can give a lone surrogate
+        if b"\\ud" in raw or b"\\uD" in raw:  # only a \uD800-\uDFFF escape can give a lone surrogate
             record, invalid = _without_lone_surrogates(record)
         out.add_record(record, unit.source, position, invalid)
         yield
@@ -339,7 +357,7 @@ def _without_lone_surrogates(record: dict[str, Any]) -> tuple[dict[str, Any], st
     repaired = repair(record)
     if repaired == record:
         return record, None
-    field = next(k for k, v in zip(record, repaired.values(), strict=True) if repair(k) != k or v != record[k])
+    field = next(k for k, v in record.items() if repair(k) != k or repair(v) != v)
     return repaired, f"bad_unicode: lone surrogate in {_excerpt(field)}"
 
 

@@ -118,6 +118,16 @@ RECORD_CASES = {
         (None, "not_utf8"),
         (17,),
     ),
+    "parquet metadata column holding invalid UTF-8": Case(
+        "in/bad_utf8_meta.parquet",
+        parquet(
+            text=pa.array([PROSE, PROSE]),
+            url=pa.array([b"https://example.org", b"https://\xff"], pa.binary()).view(pa.string()),
+            id=pa.array([23, 24]),
+        ),
+        (None, "not_utf8"),
+        (23,),
+    ),
     "parquet value too large": Case(
         "in/big_value.parquet", parquet(text=pa.array([PROSE, BIG]), id=pa.array([19, 20])), (None, "too_large"), (19,)
     ),
@@ -328,15 +338,30 @@ def spark_argv(inputs: list[str], out: Path, *extra: str) -> list[str]:
     ]
 
 
-def test_gzip_cut_off_past_the_planning_sniff_stops_after_the_read(spark, tmp_path: Path, capsys) -> None:
-    """A gzip stream that ends early only shows at its end, in the read: the run stops there with one line, and the
+def gzip_cut_off_late(path: Path) -> None:
+    """A gzip stream cut off past the first megabyte the planner inflates (an incompressible tail makes it long)."""
+    data = gzip.compress(many_lines(3000) + os.urandom(1 << 20).hex().encode())
+    path.write_bytes(truncated(data, 0.9))
+
+
+def parquet_page_corrupt(path: Path) -> None:
+    """A Parquet file whose footer is fine and whose data page is overwritten."""
+    pq.write_table(pa.table({"text": [f"{PROSE} {i}" for i in range(500)]}), path)
+    data = bytearray(path.read_bytes())
+    page = pq.ParquetFile(path).metadata.row_group(0).column(0).data_page_offset
+    data[page + 40 : page + 240] = b"\xff" * 200
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("name, make", [("big.jsonl.gz", gzip_cut_off_late), ("page.parquet", parquet_page_corrupt)])
+def test_file_that_breaks_while_read_stops_after_the_pass(spark, tmp_path: Path, capsys, name, make) -> None:
+    """What only the read shows: the run stops after the ingestion pass with one line naming the file, and the
     written copy is not marked finished (a rerun reads the file again)."""
-    data = gzip.compress(many_lines(3000) + os.urandom(1 << 20).hex().encode())  # incompressible tail
-    (tmp_path / "big.jsonl.gz").write_bytes(truncated(data, 0.9))
+    make(tmp_path / name)
     out = tmp_path / "out"
-    assert main(spark_argv([str(tmp_path / "big.jsonl.gz")], out)) == 2
+    assert main(spark_argv([str(tmp_path / name)], out)) == 2
     lines = capsys.readouterr().err.strip().splitlines()
-    assert lines == [f"error: cannot read {(tmp_path / 'big.jsonl.gz').as_uri()}: Truncated compressed stream"]
+    assert len(lines) == 1 and lines[0].startswith(f"error: cannot read {(tmp_path / name).as_uri()}: "), lines
     assert not list(out.glob("_stages/*/_stage.json")) and not (out / "cleaned").exists()
 
 

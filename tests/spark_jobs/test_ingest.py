@@ -112,8 +112,8 @@ def test_parquet_units_split_by_row_group_keep_ids_and_positions(corpus):
 
 
 def test_jsonl_byte_ranges_read_every_line_once_with_the_whole_files_ids(tmp_path, monkeypatch):
-    """However a file is cut (a cut inside a line, on a newline, right after one, inside a multi-byte character), the
-    ranges together give exactly the whole file's rows, ids and verdicts, in order."""
+    """However a file is cut (a cut inside a line, on a newline, right after one, inside a multi-byte character, inside
+    a line over --max-doc-bytes), the ranges together give exactly the whole file's rows, ids and verdicts, in order."""
     import random
 
     from spark_jobs.ingest import plan as plan_module
@@ -127,13 +127,16 @@ def test_jsonl_byte_ranges_read_every_line_once_with_the_whole_files_ids(tmp_pat
     write_jsonl(path, lines)
     whole = plan_inputs([str(path)], ".py", "id", "text")
     assert len(whole.units) == 1 and not whole.units[0].byte_end
-    expected = rows_of(read_unit(whole.units[0], ReadOptions()))
+    opts = ReadOptions(max_doc_bytes=150)
+    expected = rows_of(read_unit(whole.units[0], opts))
     assert len(expected) == sum(1 for line in lines if line)
+    too_large = [r for r in expected if (r["rule"] or "").startswith("too_large")]
+    assert len(too_large) == sum(1 for line in lines if len(line) > 150) > 10
     for unit_bytes in (1, 2, 3, 7, 64, 1000, path.stat().st_size - 1):
         monkeypatch.setattr(plan_module, "JSONL_UNIT_BYTES", unit_bytes)
         cut = plan_inputs([str(path)], ".py", "id", "text")
         assert len(cut.units) == -(-path.stat().st_size // unit_bytes)
-        assert [r for u in cut.units for r in rows_of(read_unit(u, ReadOptions()))] == expected
+        assert [r for u in cut.units for r in rows_of(read_unit(u, opts))] == expected
 
 
 def test_string_ids_switch_the_run_to_string_doc_ids(tmp_path):
