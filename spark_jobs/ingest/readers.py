@@ -148,8 +148,8 @@ class DocBuilder:
     def add_record(self, record: dict[str, Any], source: str, position: int, invalid: str | None = None) -> None:
         """One input record (a JSON object or a table row) as a document, or as an invalid row saying why.
 
-        ``invalid``: a problem the reader found before (an oversized value it left out, a lone surrogate it
-        replaced); it wins over what this record's fields show."""
+        ``invalid``: a problem the reader found before (an oversized value it left out, an undecodable value); it
+        wins over what this record's fields show."""
         o = self.opts
         text = record.get(o.text_column)
         kind = record.get(o.kind_column) or KIND_TEXT
@@ -191,9 +191,31 @@ class DocBuilder:
         return len(self.cols["doc_id"])
 
     def flush(self) -> pa.RecordBatch:
-        batch = pa.RecordBatch.from_pydict(self.cols, schema=self.schema)
+        try:
+            batch = pa.RecordBatch.from_pydict(self.cols, schema=self.schema)
+        except UnicodeEncodeError:  # checked here, not per record: clean input pays nothing
+            self._remove_lone_surrogates()
+            batch = pa.RecordBatch.from_pydict(self.cols, schema=self.schema)
         self.cols = {name: [] for name in self.schema.names}
         return batch
+
+    def _remove_lone_surrogates(self) -> None:
+        """Rows holding a lone surrogate become ``bad_unicode`` rows, every lone surrogate replaced by U+FFFD.
+
+        Half of a UTF-16 pair, which UTF-8 cannot encode: JSON escapes it (``"\\ud83d"``) and ``json.loads`` takes
+        it, so a scraped record cut inside an emoji carries one. Arrow refuses to encode it; the row is kept, its
+        text and metadata readable, and removed."""
+        c = self.cols
+        for row in range(len(self)):
+            found = [name for name in ("text", "meta", "doc_id") if _lone_surrogate(c[name][row])]
+            for name in found:
+                c[name][row] = _SURROGATE.sub("\ufffd", c[name][row])
+            if found:
+                c["reason"][row], c["rule"][row] = REASON_INVALID, f"bad_unicode: lone surrogate in {found[0]}"
+
+
+def _lone_surrogate(value: Any) -> bool:
+    return isinstance(value, str) and _SURROGATE.search(value) is not None
 
 
 def _excerpt(value: Any, limit: int = 40) -> str:
@@ -334,31 +356,8 @@ def _jsonl_rows(unit: ReadUnit, out: DocBuilder) -> Iterator[None]:
             )
             yield
             continue
-        invalid = None
-        if b"\\ud" in raw or b"\\uD" in raw:  # only a \uD800-\uDFFF escape can give a lone surrogate
-            record, invalid = _without_lone_surrogates(record)
-        out.add_record(record, unit.source, position, invalid)
+        out.add_record(record, unit.source, position)
         yield
-
-
-def _without_lone_surrogates(record: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
-    """The record with every lone surrogate (a half of a UTF-16 pair, which UTF-8 cannot encode) replaced by U+FFFD,
-    and a ``bad_unicode`` rule naming the first field that held one (None when there was none)."""
-
-    def repair(value: Any) -> Any:
-        if isinstance(value, str):
-            return _SURROGATE.sub("\ufffd", value)
-        if isinstance(value, dict):
-            return {repair(k): repair(v) for k, v in value.items()}
-        if isinstance(value, list):
-            return [repair(v) for v in value]
-        return value
-
-    repaired = repair(record)
-    if repaired == record:
-        return record, None
-    field = next(k for k, v in record.items() if repair(k) != k or repair(v) != v)
-    return repaired, f"bad_unicode: lone surrogate in {_excerpt(field)}"
 
 
 def _lines(unit: ReadUnit, limit: int) -> Iterator[tuple[int, bytes | None, int]]:

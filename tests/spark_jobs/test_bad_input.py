@@ -229,9 +229,10 @@ def test_oversized_values_are_never_kept_whole(outputs) -> None:
 def test_lone_surrogates_are_replaced_in_the_removed_row(outputs) -> None:
     root, _, by_source = outputs
     row = by_source[(root / "in/surrogate.jsonl").as_uri()]["removed"][0]
-    assert row["text"] == "half an emoji \ufffd " + PROSE and row["rule"] == "bad_unicode: lone surrogate in 'text'"
+    assert row["text"] == "half an emoji \ufffd " + PROSE and row["rule"] == "bad_unicode: lone surrogate in text"
     meta_row = by_source[(root / "in/surrogate_meta.jsonl").as_uri()]["removed"][0]
     assert json.loads(meta_row["meta"]) == {"title": "\ufffd"} and meta_row["text"] == PROSE
+    assert meta_row["rule"] == "bad_unicode: lone surrogate in meta"
 
 
 @pytest.fixture(scope="module")
