@@ -194,18 +194,24 @@ def check_ingested(docs: DataFrame) -> None:
 
     A file that broke while it was read (its :data:`~spark_jobs.ingest.readers.UNREADABLE` row): what is left of it
     cannot be told apart from what is lost. Two input rows sharing an id: every later step keys on ``doc_id``, so a
-    unique document would be filed as a duplicate, or rows doubled. One filter over the (almost all null) ``rule``
-    column and one aggregate over the ``doc_id`` column; the sources of a shared id are looked up only when there is
-    one.
+    unique document would be filed as a duplicate, or rows doubled. One aggregate over the ``doc_id`` and (almost
+    all null) ``rule`` columns finds either; only then are the sources looked up.
     """
-    broken = docs.where(F.col("rule").startswith(UNREADABLE + ":")).select("source", "rule").limit(1).collect()
-    if broken:
-        raise InputError(f"cannot read {broken[0]['source']}: {broken[0]['rule'].split(': ', 1)[1]}")
-    shared = docs.groupBy("doc_id").count().where(F.col("count") > 1).select("doc_id").limit(1).collect()
-    if not shared:
+    broken = F.when(F.col("rule").startswith(UNREADABLE + ":"), 1)  # a number: strings would force a sort aggregate
+    found = (
+        docs.groupBy("doc_id")
+        .agg(F.count(F.lit(1)).alias("rows"), F.max(broken).alias("broken"))
+        .where((F.col("rows") > 1) | F.col("broken").isNotNull())
+        .limit(1)
+        .collect()
+    )
+    if not found:
         return
-    doc_id = shared[0]["doc_id"]
-    sources = [r["source"] for r in docs.where(F.col("doc_id") == doc_id).select("source").limit(2).collect()]
+    doc_id = found[0]["doc_id"]
+    rows = docs.where(F.col("doc_id") == doc_id).select("source", "rule").limit(2).collect()
+    if found[0]["broken"]:
+        raise InputError(f"cannot read {rows[0]['source']}: {rows[0]['rule'].split(': ', 1)[1]}")
+    sources = [r["source"] for r in rows]
     raise InputError(
         f"duplicate input id {doc_id!r} in {' and '.join(sources)}; ids must be unique "
         "(--id-column '' gives every document a generated id instead)"
