@@ -115,8 +115,9 @@ def _hidden(relative: str, fmt: str | None) -> bool:
 
 
 def check_output(inputs: list[str], output: str) -> None:
-    """Refuse an output directory that is (or lies inside) an input directory: the next run would read this one's
-    outputs as input."""
+    """Refuse an output directory that is (or lies inside) an input directory (the next run would read this one's
+    outputs as input), or that cannot be written: a probe file is created and deleted there, so the run fails now,
+    with one line, not in its first write with a Spark stack trace."""
     out_fs, out_path = storage.resolve(output)
     out_uri = storage.to_uri(out_fs, out_path.rstrip("/"))
     for src in inputs:
@@ -124,6 +125,15 @@ def check_output(inputs: list[str], output: str) -> None:
         uri = storage.to_uri(fs, path.rstrip("/"))
         if out_uri == uri or out_uri.startswith(uri + "/"):
             raise InputError(f"--output {output} is inside the input directory {src}; write it elsewhere")
+    probe = storage.join(out_path, "_write_probe")
+    try:
+        out_fs.create_dir(out_path, recursive=True)
+        with out_fs.open_output_stream(probe) as fh:
+            fh.write(b"")
+        out_fs.delete_file(probe)
+    except OSError as err:
+        reason = next((line.strip() for line in str(err).splitlines() if line.strip()), type(err).__name__)
+        raise InputError(f"cannot write to --output {output}: {reason}") from None
 
 
 def _text_type(dtype: pa.DataType) -> bool:

@@ -305,6 +305,11 @@ FILE_CASES = {  # a run that must stop: (inputs made in a folder, what the one l
     "jsonl.gz truncated early": (write("f.jsonl.gz", truncated(gzip.compress(many_lines(50)), 0.5)), "f.jsonl.gz: "),
     "output is the input directory": (lambda d: [str(d)], "is inside the input directory"),
     "output inside the input directory": (lambda d: [str(d.parent)], "is inside the input directory"),
+    "output under a file": (write("f.jsonl", jsonl(doc())), "cannot write to --output "),
+}
+OUTPUT = {  # where these cases write (the others: in/out)
+    "output is the input directory": lambda d: d,
+    "output under a file": lambda d: Path(write("blocker", b"")(d)[0]) / "out",  # unwritable even for root
 }
 
 
@@ -315,7 +320,7 @@ def test_bad_file_stops_before_spark_with_one_line(tmp_path: Path, capsys, name:
     folder = tmp_path / "in"
     folder.mkdir()
     inputs = make(folder)
-    out = folder if name == "output is the input directory" else folder / "out"
+    out = OUTPUT.get(name, lambda d: d / "out")(folder)
     assert main(["--input", *inputs, "--output", str(out), "--stages", ""]) == 2
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], lines
