@@ -103,25 +103,26 @@ class DocBuilder:
         if given is None:
             pid = position_id(source, position)
             return f"{pid & 0xFFFFFFFFFFFFFFFF:016x}" if self.opts.id_type == ID_STRING else pid
-        if isinstance(given, float):
+        kind = type(given)  # exact types: a bool is an int to isinstance
+        if kind is float:
             if not math.isfinite(given):
                 raise ValueError("is not finite")
             if not given.is_integer():
                 raise ValueError("is not an integer")
-            given = int(given)
-        if isinstance(given, bool) or not isinstance(given, int | str):
-            raise ValueError(f"is a {type(given).__name__}, not an integer or string")
-        if self.opts.id_type == ID_STRING:
-            if isinstance(given, int) and not INT64_MIN <= given <= INT64_MAX:
-                raise ValueError("is outside the 64-bit integer range")
-            return given if isinstance(given, str) else str(given)
-        try:
-            value = int(given)
-        except ValueError:
-            raise ValueError("is not an integer") from None
-        if not INT64_MIN <= value <= INT64_MAX:
+            given, kind = int(given), int
+        elif kind is not int and kind is not str:
+            raise ValueError(f"is a {kind.__name__}, not an integer or string")
+        as_string = self.opts.id_type == ID_STRING
+        if kind is str:
+            if as_string:
+                return given
+            try:
+                given = int(given)
+            except ValueError:
+                raise ValueError("is not an integer") from None
+        if not INT64_MIN <= given <= INT64_MAX:
             raise ValueError("is outside the 64-bit integer range")
-        return value
+        return str(given) if as_string else given
 
     def add(
         self,
