@@ -9,8 +9,8 @@ Under an input directory, data files (Parquet, JSONL, text) in or under a name s
 input, as Spark and Hadoop have it: earlier outputs' markers and summaries, a fetcher's ``_archives``. Source files
 are skipped only under a ``.`` name (``.git``, ``.venv``): ``__init__.py`` and ``_internal/`` are code. What can be told from metadata and
 the first bytes fails here, naming the file: a Parquet footer that does not parse, a missing text column or one that
-holds no text (a timestamp, a struct, a list), a ``.gz`` file that is no gzip stream, an output directory inside an
-input directory.
+holds no text (a timestamp, a struct, a list), a JSONL file whose first records have no text field, a ``.gz`` file
+that is no gzip stream, an output directory inside an input directory or one that cannot be written.
 """
 
 from __future__ import annotations
@@ -98,7 +98,7 @@ def plan_inputs(inputs: list[str], code_extensions: str, id_column: str, text_co
                     plan.units += [replace(unit, byte_start=s, byte_end=s + JSONL_UNIT_BYTES) for s in ranges]
                 else:
                     plan.units.append(unit)
-                kind = _jsonl_id_kind(fs, f.path, id_column) if fmt == "jsonl" else None
+                kind = _sniff_jsonl(fs, f.path, id_column, text_column) if fmt == "jsonl" else None
                 if fmt != "jsonl" and f.path.endswith(".gz"):
                     _check_gzip(fs, f.path)
             if kind:
@@ -172,21 +172,34 @@ def _parquet_units(
     return units, kind
 
 
-def _jsonl_id_kind(fs: pafs.FileSystem, path: str, id_column: str) -> str | None:
-    """The id kind seen on the first parsable line (a cheap sniff; the readers handle every other line)."""
+def _sniff_jsonl(fs: pafs.FileSystem, path: str, id_column: str, text_column: str) -> str | None:
+    """The id kind of the first JSON object in the file (a cheap sniff: up to 100 lines of its first MB; the readers
+    handle every line). When none of the objects there has the text field, the file fails here: the text column
+    named is not this file's (a record that lacks it among others is the readers' ``missing_text_field``)."""
     compression = "gzip" if path.endswith(".gz") else None
+    uri = storage.to_uri(fs, path)
     try:
         with fs.open_input_stream(path, compression=compression) as fh:
-            for _, raw in zip(range(100), fh.read(1 << 20).splitlines(), strict=False):
-                try:
-                    record = json.loads(raw)
-                except (ValueError, RecursionError):
-                    continue
-                if isinstance(record, dict) and record.get(id_column) is not None:
-                    return ID_STRING if isinstance(record[id_column], str) else ID_LONG
-                return None
+            head = fh.read(1 << 20)
     except OSError as err:
-        raise InputError(f"cannot read {storage.to_uri(fs, path)}: {str(err).splitlines()[0]}") from None
+        raise InputError(f"cannot read {uri}: {str(err).splitlines()[0]}") from None
+    objects: list[dict] = []
+    for raw in head.splitlines()[:100]:
+        try:
+            record = json.loads(raw)
+        except (ValueError, RecursionError):
+            continue
+        if isinstance(record, dict):
+            objects.append(record)
+            if text_column in record:
+                break
+    if objects and all(text_column not in o for o in objects):
+        fields = ", ".join(list(objects[0])[:10])
+        raise InputError(
+            f"{uri} has no text field {text_column!r} in its first {len(objects)} records (fields: {fields})"
+        )
+    if objects and objects[0].get(id_column) is not None:
+        return ID_STRING if isinstance(objects[0][id_column], str) else ID_LONG
     return None
 
 

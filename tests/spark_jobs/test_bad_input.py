@@ -82,7 +82,7 @@ RECORD_CASES = {
     "jsonl text a number": Case("in/text_number.jsonl", jsonl({"text": 42}), ("text_not_string",)),
     "jsonl text an object": Case("in/text_object.jsonl", jsonl({"text": {"body": PROSE}}), ("text_not_string",)),
     "jsonl text null": Case("in/text_null.jsonl", jsonl({"text": None}), ("null_text",)),
-    "jsonl no text field": Case("in/no_text.jsonl", jsonl({"body": PROSE}), ("missing_text_field",)),
+    "jsonl no text field": Case("in/no_text.jsonl", jsonl(doc(), {"body": PROSE}), (None, "missing_text_field")),
     "jsonl blank text": Case("in/blank.jsonl", jsonl({"text": " \n "}), ("empty_text",)),
     "jsonl unknown kind": Case("in/kind.jsonl", jsonl(doc(kind="image")), ("bad_kind",)),
     "jsonl malformed": Case("in/malformed.jsonl", jsonl(b'{"text": "unterminated'), ("malformed_json",)),
@@ -299,6 +299,10 @@ FILE_CASES = {  # a run that must stop: (inputs made in a folder, what the one l
     "parquet truncated": (
         write("f.parquet", truncated(parquet(text=pa.array([PROSE] * 100)), 0.6)),
         "cannot read Parquet file file://",
+    ),
+    "jsonl without the text field": (
+        write("f.jsonl", jsonl({"body": PROSE}, b"{broken", {"body": "more"})),
+        "f.jsonl has no text field 'text' in its first 2 records (fields: body)",
     ),
     "jsonl.gz not gzip": (write("f.jsonl.gz", b'{"text": "plain"}\n'), "f.jsonl.gz: zlib inflate failed"),
     "txt.gz not gzip": (write("f.txt.gz", b"plain text"), "f.txt.gz: zlib inflate failed"),
