@@ -7,10 +7,12 @@ the whole run: string when any source carries string ids, long otherwise.
 
 Under an input directory, data files (Parquet, JSONL, text) in or under a name starting with ``_`` or ``.`` are not
 input, as Spark and Hadoop have it: earlier outputs' markers and summaries, a fetcher's ``_archives``. Source files
-are skipped only under a ``.`` name (``.git``, ``.venv``): ``__init__.py`` and ``_internal/`` are code. What can be told from metadata and
-the first bytes fails here, naming the file: a Parquet footer that does not parse, a missing text column or one that
-holds no text (a timestamp, a struct, a list), a JSONL file whose first records have no text field, a ``.gz`` file
-that is no gzip stream, an output directory inside an input directory or one that cannot be written.
+are skipped only under a ``.`` name (``.git``, ``.venv``): ``__init__.py`` and ``_internal/`` are code.
+
+What can be told from metadata and the first bytes fails here, naming the file: a Parquet footer that does not
+parse, a missing text column or one that holds no text (a timestamp, a struct, a list), a JSONL file whose first
+records have no text field, a ``.gz`` file that is no gzip stream, an output directory inside an input directory or
+one that cannot be written.
 """
 
 from __future__ import annotations
