@@ -41,6 +41,9 @@ MAX_DOC_BYTES = 32 << 20
 INT64_MIN, INT64_MAX = -(1 << 63), (1 << 63) - 1
 _SURROGATE = re.compile("[\ud800-\udfff]")  # in a Python str from json.loads, only a lone one is left
 SKIP_CHUNK = 1 << 20
+BATCH_TEXT_CHARS = 64 << 20
+"""A batch is handed on once its texts reach this many characters, however few rows it has: large documents must not
+add up to gigabytes in one batch (nor past the 2 GiB an Arrow string column holds)."""
 UNREADABLE = "unreadable_file"
 
 
@@ -93,6 +96,11 @@ class DocBuilder:
         self.opts = opts
         self.schema = arrow_schema(annotated_schema(opts.spark_id_type()))
         self.cols: dict[str, list[Any]] = {name: [] for name in self.schema.names}
+        self.text_chars = 0
+
+    def full(self, batch_rows: int) -> bool:
+        """Whether the rows gathered make a batch: ``batch_rows`` of them, or :data:`BATCH_TEXT_CHARS` of text."""
+        return len(self) >= batch_rows or self.text_chars >= BATCH_TEXT_CHARS
 
     def doc_id(self, given: Any, source: str, position: int) -> Any:
         """The input id unchanged when present, else the position id; rendered in the run's id type.
@@ -137,6 +145,7 @@ class DocBuilder:
         c = self.cols
         c["doc_id"].append(doc_id)
         c["text"].append(text)
+        self.text_chars += len(text) if text else 0
         c["kind"].append(kind)
         c["source"].append(source)
         c["lang"].append(None)
@@ -198,6 +207,7 @@ class DocBuilder:
             self._remove_lone_surrogates()
             batch = pa.RecordBatch.from_pydict(self.cols, schema=self.schema)
         self.cols = {name: [] for name in self.schema.names}
+        self.text_chars = 0
         return batch
 
     def _remove_lone_surrogates(self) -> None:
@@ -287,13 +297,14 @@ def _is_text_like(dtype: pa.DataType) -> bool:
 
 
 def read_unit(unit: ReadUnit, opts: ReadOptions, batch_rows: int = ARROW_BATCH_ROWS) -> Iterator[pa.RecordBatch]:
-    """All documents of one unit, as annotated Arrow batches of at most ``batch_rows`` rows; when the file breaks
-    on the way, what was read and then one :data:`UNREADABLE` row saying why."""
+    """All documents of one unit, as annotated Arrow batches of at most ``batch_rows`` rows (fewer when their text
+    is large, see :meth:`DocBuilder.full`); when the file breaks on the way, what was read and then one
+    :data:`UNREADABLE` row saying why."""
     out = DocBuilder(opts)
     rows = {"parquet": _parquet_rows, "jsonl": _jsonl_rows, "text": _text_rows, "code": _code_rows}[unit.fmt]
     try:
         for _ in rows(unit, out):
-            if len(out) >= batch_rows:
+            if out.full(batch_rows):
                 yield out.flush()
     except (OSError, pa.ArrowException) as err:
         reason = next((line.strip() for line in str(err).splitlines() if line.strip()), type(err).__name__)
@@ -305,13 +316,23 @@ def read_unit(unit: ReadUnit, opts: ReadOptions, batch_rows: int = ARROW_BATCH_R
 
 
 def _parquet_rows(unit: ReadUnit, out: DocBuilder) -> Iterator[None]:
+    """The unit's row groups, each read in batches of as many rows as make about :data:`BATCH_TEXT_CHARS` of text
+    by the row group's own statistics (the text column's uncompressed size), at most :data:`ARROW_BATCH_ROWS`."""
     fs, path = storage.resolve(unit.uri)
     positions = itertools.count(unit.row_offset)
     with fs.open_input_file(path) as fh:
         pf = pq.ParquetFile(fh)
-        for batch in pf.iter_batches(batch_size=ARROW_BATCH_ROWS, row_groups=range(unit.rg_start, unit.rg_end)):
-            out.add_records(batch, unit.source, positions)
-            yield
+        meta = pf.metadata
+        leaves = [meta.schema.column(i).path for i in range(meta.num_columns)]
+        text = leaves.index(out.opts.text_column) if out.opts.text_column in leaves else None
+        for group in range(unit.rg_start, unit.rg_end):
+            rows = ARROW_BATCH_ROWS
+            if text is not None and meta.row_group(group).num_rows:
+                per_row = meta.row_group(group).column(text).total_uncompressed_size / meta.row_group(group).num_rows
+                rows = max(1, min(rows, int(BATCH_TEXT_CHARS / max(per_row, 1.0))))
+            for batch in pf.iter_batches(batch_size=rows, row_groups=[group]):
+                out.add_records(batch, unit.source, positions)
+                yield
 
 
 def _jsonl_rows(unit: ReadUnit, out: DocBuilder) -> Iterator[None]:

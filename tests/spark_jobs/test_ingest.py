@@ -213,3 +213,19 @@ def test_pipeline_ingest_only_keeps_the_accounting_identity(spark, corpus, tmp_p
     assert set(removed.columns) >= {"doc_id", "text", "kind", "source", "reason", "rule", "duplicate_of"}
     again = run(cfg_for([str(corpus["dir"]), str(corpus["code"])], tmp_path), spark)
     assert again["stages"]["ingest"]["reused"] is True
+
+
+def test_batches_are_cut_by_text_size(tmp_path, monkeypatch):
+    """Large documents make short batches (JSONL as read; Parquet sized from the row group's statistics), so a batch
+    never gathers gigabytes of text; every row still comes out once, in order."""
+    from spark_jobs.ingest import readers
+
+    monkeypatch.setattr(readers, "BATCH_TEXT_CHARS", 1000)
+    texts = [f"{i} " + "word " * 80 for i in range(12)]  # about 400 characters each
+    write_jsonl(tmp_path / "big.jsonl", [json.dumps({"text": t}).encode() for t in texts])
+    pq.write_table(pa.table({"text": texts}), tmp_path / "big.parquet", row_group_size=12)
+    for name in ("big.jsonl", "big.parquet"):
+        (unit,) = plan_inputs([str(tmp_path / name)], ".py", "id", "text").units
+        batches = list(read_unit(unit, ReadOptions()))
+        assert [r["text"] for b in batches for r in b.to_pylist()] == texts
+        assert len(batches) >= 3 and all(sum(map(len, b.column("text").to_pylist())) < 2000 for b in batches)
