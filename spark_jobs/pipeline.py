@@ -36,7 +36,7 @@ from spark_jobs import cache, storage
 from spark_jobs.batches import CHARS, group_counts
 from spark_jobs.config import PipelineConfig
 from spark_jobs.documents import ANNOTATIONS, DOC_COLUMNS, REASON_INVALID, hint_small, is_small
-from spark_jobs.ingest import IngestOptions, InputError, ingest, plan_sources
+from spark_jobs.ingest import IngestOptions, InputError, check_ingested, ingest, plan_sources
 from spark_jobs.ordered import ORDER, part_files, read_in_order, sorted_by_order
 from spark_jobs.session import get_spark
 from spark_jobs.stage import CorpusStage, RowStage, StageView
@@ -97,6 +97,8 @@ def run(cfg: PipelineConfig, spark: SparkSession | None = None) -> dict[str, Any
     rows = [(s, o) for s, o in stages if isinstance(s, RowStage)]
     removers = [(s, o) for s, o in stages if isinstance(s, CorpusStage) and not s.artifacts]
     writers = [(s, o) for s, o in stages if isinstance(s, CorpusStage) and s.artifacts]
+    ingest_opts = cfg.options(IngestOptions)
+    sources = plan_sources(cfg.input, ingest_opts, cfg.output)  # bad files and columns fail here, before Spark
     spark = spark or get_spark(
         cfg.master,
         shuffle_partitions=cfg.shuffle_partitions,
@@ -106,8 +108,6 @@ def run(cfg: PipelineConfig, spark: SparkSession | None = None) -> dict[str, Any
     out = cfg.output
     spark.sparkContext.setCheckpointDir(storage.spark_path(storage.join(out, "_checkpoints")))
     storage.remove(storage.join(out, "report.json"))
-    ingest_opts = cfg.options(IngestOptions)
-    sources = plan_sources(cfg.input, ingest_opts)
     report: dict[str, Any] = {"config": cfg.to_dict(), "stages": {}}
 
     # Ingestion and the row stages, in one pass; with the row-local part of the corpus stages (exact dedup's hash).
@@ -122,7 +122,8 @@ def run(cfg: PipelineConfig, spark: SparkSession | None = None) -> dict[str, Any
     ]
     raw, report["input"] = ingest(spark, sources, ingest_opts, steps, extra_fields)
     fused = "+".join(["ingest", *(s.name for s, _ in rows)])
-    annotated, _, row_reused = cached(spark, stage_dir(out, f"00-{fused}"), key, lambda: (raw, {}))
+    first = stage_dir(out, f"00-{fused}")
+    annotated, _, row_reused = cached(spark, first, key, lambda: (raw, {}), check=check_ingested)
 
     # From here on, the reports' small aggregates and the final writes run on a thread pool while the driver goes on:
     # each is a few short Spark jobs whose scheduling latency would otherwise add up one after another.
@@ -152,7 +153,6 @@ def run(cfg: PipelineConfig, spark: SparkSession | None = None) -> dict[str, Any
 
         # The annotated copy with all removals -> cleaned/ and removed/, in the input's order: the copy is read back
         # part file by part file, and the removals are broadcast (no shuffle) or the rows are sorted back.
-        first = stage_dir(out, f"00-{fused}")
         ordered = read_in_order(spark, first, annotated.schema)
         cleaned = ordered.where(F.col("reason").isNull()).select(*DOC_COLUMNS, ORDER)
         removed = ordered.select(*DOC_COLUMNS, *ANNOTATIONS, ORDER)
@@ -231,10 +231,15 @@ def stage_removals(stage: CorpusStage, docs: DataFrame, opts: Any, directory: st
 
 
 def cached(
-    spark: SparkSession, directory: str, key: str, compute: Callable[[], tuple[DataFrame, dict[str, Any]]]
+    spark: SparkSession,
+    directory: str,
+    key: str,
+    compute: Callable[[], tuple[DataFrame, dict[str, Any]]],
+    check: Callable[[DataFrame], None] | None = None,
 ) -> tuple[DataFrame, dict[str, Any], bool]:
     """The Parquet output of ``directory`` and the facts measured while computing it, reused when its marker has
-    ``key``, else computed (``compute``), written and marked; and whether it was reused."""
+    ``key``, else computed (``compute``), written, passed to ``check`` (which raises to leave it unmarked) and
+    marked; and whether it was reused."""
     marker = cache.finished(directory, key)
     if marker is not None:
         print(f"[{directory.rsplit('/', 1)[-1]}] up to date, reusing {directory}")
@@ -243,6 +248,8 @@ def cached(
     started = time.time()
     frame, stats = compute()
     written = write_parquet(frame, directory)
+    if check:
+        check(written)
     cache.mark_finished(directory, key, stats=stats, seconds=round(time.time() - started, 2))
     return written, stats, False
 

@@ -15,15 +15,24 @@ from typing import Any
 
 import pyarrow as pa
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from slm_common.options import opt
 from spark_jobs.batches import BatchFn, RowChain
 from spark_jobs.documents import annotated_schema, arrow_schema
-from spark_jobs.ingest.plan import InputError, Plan, plan_inputs
-from spark_jobs.ingest.readers import ID_STRING, DocBuilder, ReadOptions, ReadUnit, read_unit
+from spark_jobs.ingest.plan import InputError, Plan, check_output, plan_inputs
+from spark_jobs.ingest.readers import (
+    ID_STRING,
+    MAX_DOC_BYTES,
+    UNREADABLE,
+    DocBuilder,
+    ReadOptions,
+    ReadUnit,
+    read_unit,
+)
 
-__all__ = ["IngestOptions", "InputError", "Sources", "ingest", "plan_sources"]
+__all__ = ["IngestOptions", "InputError", "Sources", "check_ingested", "ingest", "plan_sources"]
 
 
 @dataclass
@@ -34,11 +43,20 @@ class IngestOptions:
     id_column: str = opt("id", "input column holding a document id (used unchanged as doc_id when present)")
     kind_column: str = opt("kind", "input column holding the document kind, 'text' or 'code' (default text)")
     code_extensions: str = opt(".py", "comma list of file extensions read from source-code directories")
-    max_file_bytes: int = opt(1_000_000, "source files larger than this go to removed/ as invalid")
+    max_file_bytes: int = opt(
+        1_000_000, "source-code files larger than this go to removed/ (invalid, too_large); --max-doc-bytes caps it"
+    )
+    max_doc_bytes: int = opt(
+        MAX_DOC_BYTES,
+        "documents larger than this (a JSONL line, a Parquet/dataset text value, a text file) go to removed/ "
+        "(invalid, too_large), read in bounded chunks, never whole",
+    )
 
     def validate(self) -> None:
         if self.max_file_bytes < 1:
             raise ValueError("--max-file-bytes must be >= 1")
+        if self.max_doc_bytes < 1:
+            raise ValueError("--max-doc-bytes must be >= 1")
 
 
 @dataclass
@@ -58,12 +76,15 @@ class Sources:
         return hashlib.sha256(blob.encode()).hexdigest()
 
 
-def plan_sources(uris: list[str], opts: IngestOptions) -> Sources:
-    """List the inputs (and read Parquet footers) on the driver; a missing or unreadable file fails here."""
+def plan_sources(uris: list[str], opts: IngestOptions, output: str = "") -> Sources:
+    """List the inputs (and read Parquet footers) on the driver; a missing or unreadable file fails here, and so
+    does an ``output`` directory inside an input directory."""
     from spark_jobs.ingest.hf import hub_revision, is_hf_uri
 
     hf_uris = [u for u in uris if is_hf_uri(u)]
     file_inputs = [u for u in uris if not is_hf_uri(u)]
+    if output:
+        check_output(file_inputs, output)
     plan = plan_inputs(file_inputs, opts.code_extensions, opts.id_column, opts.text_column) if file_inputs else Plan()
     return Sources(list(uris), plan, hf_uris, [hub_revision(u) for u in hf_uris])
 
@@ -86,10 +107,15 @@ def ingest(
     plan = sources.plan
     hf_frames = [read_hf_dataset(spark, uri) for uri in sources.hf_uris]
     id_type = plan.id_type
-    for df in hf_frames:
+    for uri, df in zip(sources.hf_uris, hf_frames, strict=True):
         if opts.text_column not in df.columns:
-            raise InputError(f"dataset has no text column {opts.text_column!r} (columns: {', '.join(df.columns)})")
-        if opts.id_column in df.columns and not isinstance(df.schema[opts.id_column].dataType, T.IntegralType):
+            raise InputError(f"{uri} has no text column {opts.text_column!r} (columns: {', '.join(df.columns)})")
+        text_type = df.schema[opts.text_column].dataType
+        if not isinstance(text_type, T.StringType | T.BinaryType | T.NullType):
+            raise InputError(f"{uri}: text column {opts.text_column!r} holds {text_type.simpleString()}, not text")
+        if opts.id_column in df.columns and not isinstance(
+            df.schema[opts.id_column].dataType, T.IntegralType | T.FractionalType
+        ):
             id_type = ID_STRING
     if not plan.units and not hf_frames:
         raise InputError(f"no readable input files in {', '.join(sources.uris)}")
@@ -99,6 +125,7 @@ def ingest(
         kind_column=opts.kind_column,
         id_type=id_type,
         max_file_bytes=opts.max_file_bytes,
+        max_doc_bytes=opts.max_doc_bytes,
     )
     schema = T.StructType(annotated_schema(read_opts.spark_id_type()).fields + list(extra_fields))
     chain = RowChain(tuple(steps), arrow_schema(schema))
@@ -146,14 +173,46 @@ def _read_units(
 def _records_to_docs(opts: ReadOptions, chain: RowChain):
     """mapInArrow function mapping rows that carry ``_source``/``_position`` (the HF reader's) onto documents, then
     through ``chain``."""
+    from spark_jobs.ingest.hf import POSITION_COLUMN, SOURCE_COLUMN
 
     def convert(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         out = DocBuilder(opts)
         for batch in batches:
-            for record in batch.to_pylist():
-                source, position = record.pop("_source"), record.pop("_position")
-                out.add_record(record, source, position)
-            if len(out):
-                yield chain(out.flush())
+            if not batch.num_rows:
+                continue
+            source = batch.column(SOURCE_COLUMN)[0].as_py()  # one dataset per frame: one source
+            positions = iter(batch.column(POSITION_COLUMN).to_pylist())
+            columns = [name for name in batch.schema.names if name not in (SOURCE_COLUMN, POSITION_COLUMN)]
+            out.add_records(batch.select(columns), source, positions)
+            yield chain(out.flush())
 
     return convert
+
+
+def check_ingested(docs: DataFrame) -> None:
+    """Fail with one line when ingestion's written copy shows an input that must stop the run.
+
+    A file that broke while it was read (its :data:`~spark_jobs.ingest.readers.UNREADABLE` row): what is left of it
+    cannot be told apart from what is lost. Two input rows sharing an id: every later step keys on ``doc_id``, so a
+    unique document would be filed as a duplicate, or rows doubled. One aggregate over the ``doc_id`` and (almost
+    all null) ``rule`` columns finds either; only then are the sources looked up.
+    """
+    broken = F.when(F.col("rule").startswith(UNREADABLE + ":"), 1)  # a number: strings would force a sort aggregate
+    found = (
+        docs.groupBy("doc_id")
+        .agg(F.count(F.lit(1)).alias("rows"), F.max(broken).alias("broken"))
+        .where((F.col("rows") > 1) | F.col("broken").isNotNull())
+        .limit(1)
+        .collect()
+    )
+    if not found:
+        return
+    doc_id = found[0]["doc_id"]
+    rows = docs.where(F.col("doc_id") == doc_id).select("source", "rule").limit(2).collect()
+    if found[0]["broken"]:
+        raise InputError(f"cannot read {rows[0]['source']}: {rows[0]['rule'].split(': ', 1)[1]}")
+    sources = [r["source"] for r in rows]
+    raise InputError(
+        f"duplicate input id {doc_id!r} in {' and '.join(sources)}; ids must be unique "
+        "(--id-column '' gives every document a generated id instead)"
+    )

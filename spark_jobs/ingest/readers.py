@@ -1,20 +1,32 @@
 """Executor-side readers: turn one planned read unit (a file, or a range of Parquet row groups) into documents.
 
 Plain Python over streams and Arrow batches, unit-tested without Spark. Every row of every unit comes out as exactly
-one document row; rows that cannot be documents (malformed JSON, non-UTF-8 bytes, a missing or empty text, a
-binary or oversized source file) come out too, with ``reason='invalid'`` and the rule that fired, so the accounting
-identity holds from the first stage on.
+one document row; rows that cannot be documents (malformed JSON, non-UTF-8 bytes, lone surrogates, a missing, empty
+or non-text text, an id that is not an integer or string, a binary file, a document over the size limit) come out
+too, with ``reason='invalid'`` and the rule that fired (``rule: detail``), so the accounting identity holds from the
+first stage on.
+
+No reader holds more than about ``max_doc_bytes`` of one document: JSONL lines are read with bounded reads (an
+oversized line is skipped to its newline, counted, never kept), files with a bounded read, and oversized Parquet or
+dataset values are measured on the Arrow column and never become Python strings. A file that breaks while it is
+read (a truncated gzip stream, a corrupt Parquet page, a file gone since planning) ends its unit with one row of
+rule ``unreadable_file`` (:data:`UNREADABLE`): the pipeline stops on it with one line naming the file, after the
+pass, rather than as a failed Spark task (which a cluster would retry, then report with a traceback).
 """
 
 from __future__ import annotations
 
 import io
+import itertools
 import json
+import math
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import IO, Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from spark_jobs import storage
@@ -24,6 +36,15 @@ from spark_jobs.session import ARROW_BATCH_ROWS
 ID_LONG = "long"
 ID_STRING = "string"
 BINARY_SNIFF_BYTES = 8192
+MAX_DOC_BYTES = 32 << 20
+"""Default document size limit: far above any real document (a long book is a few MB), far below what hurts a worker."""
+INT64_MIN, INT64_MAX = -(1 << 63), (1 << 63) - 1
+_SURROGATE = re.compile("[\ud800-\udfff]")  # in a Python str from json.loads, only a lone one is left
+SKIP_CHUNK = 1 << 20
+BATCH_TEXT_CHARS = 64 << 20
+"""A batch is handed on once its texts reach this many characters, however few rows it has: large documents must not
+add up to gigabytes in one batch (nor past the 2 GiB an Arrow string column holds)."""
+UNREADABLE = "unreadable_file"
 
 
 @dataclass(frozen=True)
@@ -35,6 +56,13 @@ class ReadOptions:
     kind_column: str = "kind"
     id_type: str = ID_LONG
     max_file_bytes: int = 1_000_000
+    max_doc_bytes: int = MAX_DOC_BYTES
+
+    def file_limit(self, fmt: str) -> tuple[int, str]:
+        """The byte limit of a whole-file document and the flag that sets it (code files: the smaller of both)."""
+        if fmt == "code" and self.max_file_bytes < self.max_doc_bytes:
+            return self.max_file_bytes, "--max-file-bytes"
+        return self.max_doc_bytes, "--max-doc-bytes"
 
     def spark_id_type(self):  # -> pyspark DataType; imported lazily to keep this module light for workers
         from pyspark.sql import types as T
@@ -68,15 +96,41 @@ class DocBuilder:
         self.opts = opts
         self.schema = arrow_schema(annotated_schema(opts.spark_id_type()))
         self.cols: dict[str, list[Any]] = {name: [] for name in self.schema.names}
+        self.text_chars = 0
+
+    def full(self, batch_rows: int) -> bool:
+        """Whether the rows gathered make a batch: ``batch_rows`` of them, or :data:`BATCH_TEXT_CHARS` of text."""
+        return len(self) >= batch_rows or self.text_chars >= BATCH_TEXT_CHARS
 
     def doc_id(self, given: Any, source: str, position: int) -> Any:
-        """The input id unchanged when present, else the position id; rendered in the run's id type."""
+        """The input id unchanged when present, else the position id; rendered in the run's id type.
+
+        ``ValueError`` (saying why) for an id that is no integer or string: a float that is not integral or not
+        finite, an integer outside the 64-bit range, a boolean, a list. An integral float (``3.0``) is the integer.
+        """
         if given is None:
             pid = position_id(source, position)
             return f"{pid & 0xFFFFFFFFFFFFFFFF:016x}" if self.opts.id_type == ID_STRING else pid
-        if self.opts.id_type == ID_STRING:
-            return given if isinstance(given, str) else json.dumps(given)
-        return int(given)
+        kind = type(given)  # exact types: a bool is an int to isinstance
+        if kind is float:
+            if not math.isfinite(given):
+                raise ValueError("is not finite")
+            if not given.is_integer():
+                raise ValueError("is not an integer")
+            given, kind = int(given), int
+        elif kind is not int and kind is not str:
+            raise ValueError(f"is a {kind.__name__}, not an integer or string")
+        as_string = self.opts.id_type == ID_STRING
+        if kind is str:
+            if as_string:
+                return given
+            try:
+                given = int(given)
+            except ValueError:
+                raise ValueError("is not an integer") from None
+        if not INT64_MIN <= given <= INT64_MAX:
+            raise ValueError("is outside the 64-bit integer range")
+        return str(given) if as_string else given
 
     def add(
         self,
@@ -91,6 +145,7 @@ class DocBuilder:
         c = self.cols
         c["doc_id"].append(doc_id)
         c["text"].append(text)
+        self.text_chars += len(text) if text else 0
         c["kind"].append(kind)
         c["source"].append(source)
         c["lang"].append(None)
@@ -100,69 +155,201 @@ class DocBuilder:
         c["rule"].append(invalid)
         c["duplicate_of"].append(None)
 
-    def add_record(self, record: dict[str, Any], source: str, position: int) -> None:
-        """One input record (a JSON object or a table row) as a document, or as an invalid row saying why."""
+    def add_record(self, record: dict[str, Any], source: str, position: int, invalid: str | None = None) -> None:
+        """One input record (a JSON object or a table row) as a document, or as an invalid row saying why.
+
+        ``invalid``: a problem the reader found before (an oversized value it left out, an undecodable value); it
+        wins over what this record's fields show."""
         o = self.opts
         text = record.get(o.text_column)
         kind = record.get(o.kind_column) or KIND_TEXT
         named = (o.text_column, o.id_column, o.kind_column)
         meta = {k: v for k, v in record.items() if k not in named and v is not None}
-        invalid = None
+        problem = None
         try:
             doc_id = self.doc_id(record.get(o.id_column), source, position)
-        except (TypeError, ValueError):
+        except ValueError as err:
             doc_id = self.doc_id(None, source, position)
-            invalid = f"bad_id: {o.id_column}={record.get(o.id_column)!r} is not an integer"
+            problem = f"bad_id: {o.id_column}={_excerpt(record.get(o.id_column))} {err}"
+        if isinstance(text, bytes):  # a binary column (older Parquet writers store strings so)
+            try:
+                text = text.decode("utf-8")
+            except UnicodeDecodeError as err:
+                text, problem = text.decode("utf-8", "replace"), f"not_utf8: byte {err.start}"
         if o.text_column not in record:
-            invalid = f"missing_text_field: no {o.text_column!r}"
+            problem = f"missing_text_field: no {o.text_column!r}"
         elif text is None:
-            invalid = "null_text"
+            problem = "null_text"
         elif not isinstance(text, str):
-            invalid = f"text_not_string: {type(text).__name__}"
-            text = json.dumps(text)
-        elif not text.strip():
-            invalid = "empty_text"
+            problem = f"text_not_string: {type(text).__name__}"
+            text = json.dumps(text, default=str)
+        elif not text.strip():  # (a value that failed to decode is never blank: it holds U+FFFD)
+            problem = "empty_text"
         if kind not in (KIND_TEXT, KIND_CODE):
-            invalid = invalid or f"bad_kind: {kind!r}"
+            problem = problem or f"bad_kind: {_excerpt(kind)}"
             kind = KIND_TEXT
-        self.add(doc_id=doc_id, text=text, kind=kind, source=source, meta=meta, invalid=invalid)
+        self.add(doc_id=doc_id, text=text, kind=kind, source=source, meta=meta, invalid=invalid or problem)
+
+    def add_records(self, batch: pa.RecordBatch, source: str, positions: Iterator[int]) -> None:
+        """Every row of an Arrow batch (a Parquet row group's, a dataset's) as :meth:`add_record`, position by
+        position: text values over ``max_doc_bytes`` are measured on the column and left out, and a text column
+        holding invalid UTF-8 is decoded value by value (``not_utf8``)."""
+        for record, oversized in _batch_records(batch, self.opts):
+            self.add_record(record, source, next(positions), oversized)
 
     def __len__(self) -> int:
         return len(self.cols["doc_id"])
 
     def flush(self) -> pa.RecordBatch:
-        batch = pa.RecordBatch.from_pydict(self.cols, schema=self.schema)
+        try:
+            batch = pa.RecordBatch.from_pydict(self.cols, schema=self.schema)
+        except UnicodeEncodeError:  # checked here, not per record: clean input pays nothing
+            self._remove_lone_surrogates()
+            batch = pa.RecordBatch.from_pydict(self.cols, schema=self.schema)
         self.cols = {name: [] for name in self.schema.names}
+        self.text_chars = 0
         return batch
+
+    def _remove_lone_surrogates(self) -> None:
+        """Rows holding a lone surrogate become ``bad_unicode`` rows, every lone surrogate replaced by U+FFFD.
+
+        Half of a UTF-16 pair, which UTF-8 cannot encode: JSON escapes it (``"\\ud83d"``) and ``json.loads`` takes
+        it, so a scraped record cut inside an emoji carries one. Arrow refuses to encode it; the row is kept, its
+        text and metadata readable, and removed."""
+        c = self.cols
+        for row in range(len(self)):
+            found = [name for name in ("text", "meta", "doc_id") if _lone_surrogate(c[name][row])]
+            for name in found:
+                c[name][row] = _SURROGATE.sub("\ufffd", c[name][row])
+            if found:
+                c["reason"][row], c["rule"][row] = REASON_INVALID, f"bad_unicode: lone surrogate in {found[0]}"
+
+
+def _lone_surrogate(value: Any) -> bool:
+    return isinstance(value, str) and _SURROGATE.search(value) is not None
+
+
+def _excerpt(value: Any, limit: int = 40) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def too_large(size: int, limit: int, flag: str = "--max-doc-bytes", what: str = "") -> str:
+    """The rule of a document over a size limit (``what`` qualifies the size: "line of ", "at least ")."""
+    return f"too_large: {what}{size} bytes, over {flag} {limit}"
+
+
+def _batch_records(batch: pa.RecordBatch, opts: ReadOptions) -> Iterator[tuple[dict[str, Any], str | None]]:
+    """The batch's rows as Python records, each with a rule when the reader found a problem: ``too_large`` when its
+    text is over the limit (then left out: measured on the Arrow column, it never becomes a Python string),
+    ``not_utf8`` when another string column's value does not decode."""
+    flags: list[str | None] = [None] * batch.num_rows
+    index = batch.schema.get_field_index(opts.text_column)
+    if index >= 0 and _is_text_like(batch.schema.field(index).type):
+        text = batch.column(index)
+        lengths = pc.binary_length(text)
+        big = pc.greater(lengths, opts.max_doc_bytes)
+        if pc.any(big).as_py():
+            flags = [
+                too_large(n, opts.max_doc_bytes) if n > opts.max_doc_bytes else None
+                for n in lengths.fill_null(0).to_pylist()
+            ]
+            text = pc.if_else(big, pa.scalar(None, text.type), text)
+            batch = batch.set_column(index, batch.schema.field(index), text)
+    try:
+        records = batch.to_pylist()
+    except UnicodeDecodeError:  # a string column holding invalid UTF-8 (Arrow does not check it on read)
+        records = _decoded_records(batch, opts.text_column, flags)
+    yield from zip(records, flags, strict=True)
+
+
+def _decoded_records(batch: pa.RecordBatch, text_column: str, flags: list[str | None]) -> list[dict[str, Any]]:
+    """The rows of a batch whose string columns hold invalid UTF-8, decoding value by value: the text stays bytes
+    (:meth:`DocBuilder.add_record` decodes it and says where it failed); another column's undecodable value gets
+    U+FFFD and its row a ``not_utf8`` rule in ``flags`` naming the column."""
+    columns = []
+    for field, column in zip(batch.schema, batch.columns, strict=True):
+        if not (pa.types.is_string(field.type) or pa.types.is_large_string(field.type)):
+            columns.append(column.to_pylist())
+            continue
+        raw = column.view(pa.large_binary() if pa.types.is_large_string(field.type) else pa.binary()).to_pylist()
+        if field.name == text_column:
+            columns.append(raw)
+            continue
+        values = []
+        for row, value in enumerate(raw):
+            try:
+                values.append(value if value is None else value.decode("utf-8"))
+            except UnicodeDecodeError:
+                values.append(value.decode("utf-8", "replace"))
+                flags[row] = flags[row] or f"not_utf8: in {field.name!r}"
+        columns.append(values)
+    return [dict(zip(batch.schema.names, row, strict=True)) for row in zip(*columns, strict=True)]
+
+
+def _is_text_like(dtype: pa.DataType) -> bool:
+    return (
+        pa.types.is_string(dtype)
+        or pa.types.is_large_string(dtype)
+        or pa.types.is_binary(dtype)
+        or pa.types.is_large_binary(dtype)
+    )
 
 
 def read_unit(unit: ReadUnit, opts: ReadOptions, batch_rows: int = ARROW_BATCH_ROWS) -> Iterator[pa.RecordBatch]:
-    """All documents of one unit, as annotated Arrow batches of at most ``batch_rows`` rows."""
+    """All documents of one unit, as annotated Arrow batches of at most ``batch_rows`` rows (fewer when their text
+    is large, see :meth:`DocBuilder.full`); when the file breaks on the way, what was read and then one
+    :data:`UNREADABLE` row saying why."""
     out = DocBuilder(opts)
     rows = {"parquet": _parquet_rows, "jsonl": _jsonl_rows, "text": _text_rows, "code": _code_rows}[unit.fmt]
-    for _ in rows(unit, out):
-        if len(out) >= batch_rows:
-            yield out.flush()
+    try:
+        for _ in rows(unit, out):
+            if out.full(batch_rows):
+                yield out.flush()
+    except (OSError, pa.ArrowException) as err:
+        reason = next((line.strip() for line in str(err).splitlines() if line.strip()), type(err).__name__)
+        position = -1 - unit.byte_start - unit.row_offset  # before every row of the unit: an id no row has
+        doc_id = out.doc_id(None, unit.source, position)
+        out.add(doc_id=doc_id, text=None, kind=KIND_TEXT, source=unit.source, invalid=f"{UNREADABLE}: {reason}")
     if len(out):
         yield out.flush()
 
 
 def _parquet_rows(unit: ReadUnit, out: DocBuilder) -> Iterator[None]:
+    """The unit's row groups, each read in batches of as many rows as make about :data:`BATCH_TEXT_CHARS` of text
+    by the row group's own statistics (the text column's uncompressed size), at most :data:`ARROW_BATCH_ROWS`."""
     fs, path = storage.resolve(unit.uri)
+    positions = itertools.count(unit.row_offset)
     with fs.open_input_file(path) as fh:
         pf = pq.ParquetFile(fh)
-        position = unit.row_offset
-        for batch in pf.iter_batches(batch_size=1024, row_groups=range(unit.rg_start, unit.rg_end)):
-            for record in batch.to_pylist():
-                out.add_record(record, unit.source, position)
-                position += 1
+        meta = pf.metadata
+        leaves = [meta.schema.column(i).path for i in range(meta.num_columns)]
+        text = leaves.index(out.opts.text_column) if out.opts.text_column in leaves else None
+        for group in range(unit.rg_start, unit.rg_end):
+            rows = ARROW_BATCH_ROWS
+            if text is not None and meta.row_group(group).num_rows:
+                per_row = meta.row_group(group).column(text).total_uncompressed_size / meta.row_group(group).num_rows
+                rows = max(1, min(rows, int(BATCH_TEXT_CHARS / max(per_row, 1.0))))
+            for batch in pf.iter_batches(batch_size=rows, row_groups=[group]):
+                out.add_records(batch, unit.source, positions)
                 yield
 
 
 def _jsonl_rows(unit: ReadUnit, out: DocBuilder) -> Iterator[None]:
     """One JSON object per line; blank lines are not documents (and are not counted as input). A line's position is
     the byte offset where it starts, so its doc id is the same however the file is cut into units."""
-    for position, raw in _lines(unit):
+    limit = out.opts.max_doc_bytes
+    for position, raw, size in _lines(unit, limit):
+        if raw is None:
+            out.add(
+                doc_id=out.doc_id(None, unit.source, position),
+                text=None,
+                kind=KIND_TEXT,
+                source=unit.source,
+                invalid=too_large(size, limit, what="line of "),
+            )
+            yield
+            continue
         if not raw.strip():
             continue
         try:
@@ -181,7 +368,7 @@ def _jsonl_rows(unit: ReadUnit, out: DocBuilder) -> Iterator[None]:
             record = json.loads(line)
             if not isinstance(record, dict):
                 raise ValueError(f"a JSON {type(record).__name__}, not an object")
-        except ValueError as err:
+        except (ValueError, RecursionError) as err:  # RecursionError: nesting deeper than the parser's stack
             out.add(
                 doc_id=out.doc_id(None, unit.source, position),
                 text=line,
@@ -195,73 +382,90 @@ def _jsonl_rows(unit: ReadUnit, out: DocBuilder) -> Iterator[None]:
         yield
 
 
-def _lines(unit: ReadUnit) -> Iterator[tuple[int, bytes]]:
-    """(byte offset, line) of each line of the unit: the whole file, or the lines that start in its byte range.
+def _lines(unit: ReadUnit, limit: int) -> Iterator[tuple[int, bytes | None, int]]:
+    """(byte offset, line, length) of each line of the unit: the whole file, or the lines that start in its byte
+    range. A line over ``limit`` bytes (without its newline) comes as None: it is skipped to its end in bounded
+    reads, never held.
 
     As Hadoop splits text: a range after the first skips the line already under way at its start (the range before
     reads it to its end), so every line is read by exactly one range.
     """
     if not unit.byte_end:
         with storage.open_input(unit.uri) as fh:
-            offset = 0
-            for raw in fh:
-                yield offset, raw
-                offset += len(raw)
+            yield from _bounded_lines(fh, 0, None, limit)
         return
     fs, path = storage.resolve(unit.uri)
     with io.BufferedReader(fs.open_input_file(path), 1 << 20) as fh:
         offset = unit.byte_start
         if offset:
             fh.seek(offset - 1)
-            offset += len(fh.readline()) - 1  # the end of the line under way, or just the newline before the range
-        while offset < unit.byte_end:
-            raw = fh.readline()
-            if not raw:
-                return
-            yield offset, raw
-            offset += len(raw)
+            offset += _skip_line(fh, b"")[0] - 1  # the end of the line under way, or just the newline before the range
+        yield from _bounded_lines(fh, offset, unit.byte_end, limit)
+
+
+def _bounded_lines(fh: IO[bytes], offset: int, end: int | None, limit: int) -> Iterator[tuple[int, bytes | None, int]]:
+    while end is None or offset < end:
+        raw = fh.readline(limit + 1)
+        if not raw:
+            return
+        size = len(raw)
+        if size > limit and not raw.endswith(b"\n"):
+            size, ended = _skip_line(fh, raw)
+            yield offset, None, size - ended
+        else:
+            yield offset, raw, size
+        offset += size
+
+
+def _skip_line(fh: IO[bytes], head: bytes) -> tuple[int, bool]:
+    """Read on to the end of the line that began with ``head``, in bounded chunks: its bytes in all (newline
+    included) and whether a newline ended it."""
+    size, chunk = len(head), head
+    while not chunk.endswith(b"\n"):
+        chunk = fh.readline(SKIP_CHUNK)
+        if not chunk:
+            return size, False
+        size += len(chunk)
+    return size, True
 
 
 def _text_rows(unit: ReadUnit, out: DocBuilder) -> Iterator[None]:
-    """A plain text file is one document (no size limit: a book is a fine document)."""
-    with storage.open_input(unit.uri) as fh:
-        data = fh.read()
-    _add_file_doc(out, unit, data, KIND_TEXT, {})
+    """A plain text file is one document (a book is a fine document; one over ``max_doc_bytes`` is not)."""
+    _add_file_doc(out, unit, KIND_TEXT, {})
     yield
 
 
 def _code_rows(unit: ReadUnit, out: DocBuilder) -> Iterator[None]:
     """A source file is one code document with repo/path metadata; binary, undecodable or huge files are invalid."""
     rel = unit.uri[len(unit.root) :].lstrip("/") if unit.root and unit.uri.startswith(unit.root) else unit.uri
-    meta = {"repo": unit.root.rstrip("/").rsplit("/", 1)[-1], "path": rel}
-    if unit.size > out.opts.max_file_bytes:
-        out.add(
-            doc_id=out.doc_id(None, unit.source, 0),
-            text=None,
-            kind=KIND_CODE,
-            source=unit.source,
-            meta=meta,
-            invalid=f"file_too_large: {unit.size} > {out.opts.max_file_bytes} bytes",
-        )
-    else:
-        with storage.open_input(unit.uri) as fh:
-            data = fh.read(out.opts.max_file_bytes + 1)
-        _add_file_doc(out, unit, data, KIND_CODE, meta)
+    _add_file_doc(out, unit, KIND_CODE, {"repo": unit.root.rstrip("/").rsplit("/", 1)[-1], "path": rel})
     yield
 
 
-def _add_file_doc(out: DocBuilder, unit: ReadUnit, data: bytes, kind: str, meta: dict[str, Any]) -> None:
-    """A whole file as one document; binary (NUL bytes), non-UTF-8 or blank files become invalid rows."""
-    invalid = None
-    if b"\x00" in data[:BINARY_SNIFF_BYTES]:
-        text, invalid = None, "binary_file"
+def _add_file_doc(out: DocBuilder, unit: ReadUnit, kind: str, meta: dict[str, Any]) -> None:
+    """A whole file as one document; binary (NUL bytes), non-UTF-8, blank or oversized files become invalid rows.
+
+    At most the limit (plus one byte) is read: a file known larger is not opened, and a gzip stream is inflated no
+    further than that, whatever it would inflate to."""
+    limit, flag = out.opts.file_limit(unit.fmt)
+    compressed = unit.uri.endswith(".gz")
+    text, invalid = None, None
+    if not compressed and unit.size > limit:
+        invalid = too_large(unit.size, limit, flag)
     else:
-        try:
-            text = data.decode("utf-8")
-        except UnicodeDecodeError as err:
-            text, invalid = data.decode("utf-8", "replace"), f"not_utf8: byte {err.start}"
-        if invalid is None and not text.strip():
-            invalid = "empty_text"
+        with storage.open_input(unit.uri) as fh:
+            data = fh.read(limit + 1)
+        if len(data) > limit:
+            invalid = too_large(len(data), limit, flag, what="at least " if compressed else "")
+        elif b"\x00" in data[:BINARY_SNIFF_BYTES]:
+            invalid = "binary_file"
+        else:
+            try:
+                text = data.decode("utf-8")
+            except UnicodeDecodeError as err:
+                text, invalid = data.decode("utf-8", "replace"), f"not_utf8: byte {err.start}"
+            if invalid is None and not text.strip():
+                invalid = "empty_text"
     out.add(
         doc_id=out.doc_id(None, unit.source, 0), text=text, kind=kind, source=unit.source, meta=meta, invalid=invalid
     )

@@ -99,7 +99,7 @@ def test_code_reader_metadata_and_invalid_files(corpus):
     assert json.loads(rows["pkg/mod.py"]["meta"])["repo"] == "repo"
     assert rows["pkg/bin.py"]["rule"] == "binary_file"
     assert rows["pkg/latin.py"]["rule"].startswith("not_utf8")
-    assert rows["pkg/big.py"]["rule"].startswith("file_too_large")
+    assert rows["pkg/big.py"]["rule"] == "too_large: 2400 bytes, over --max-file-bytes 1000"
     assert rows["pkg/__init__.py"]["rule"] == "empty_text"
 
 
@@ -112,8 +112,8 @@ def test_parquet_units_split_by_row_group_keep_ids_and_positions(corpus):
 
 
 def test_jsonl_byte_ranges_read_every_line_once_with_the_whole_files_ids(tmp_path, monkeypatch):
-    """However a file is cut (a cut inside a line, on a newline, right after one, inside a multi-byte character), the
-    ranges together give exactly the whole file's rows, ids and verdicts, in order."""
+    """However a file is cut (a cut inside a line, on a newline, right after one, inside a multi-byte character, inside
+    a line over --max-doc-bytes), the ranges together give exactly the whole file's rows, ids and verdicts, in order."""
     import random
 
     from spark_jobs.ingest import plan as plan_module
@@ -127,13 +127,16 @@ def test_jsonl_byte_ranges_read_every_line_once_with_the_whole_files_ids(tmp_pat
     write_jsonl(path, lines)
     whole = plan_inputs([str(path)], ".py", "id", "text")
     assert len(whole.units) == 1 and not whole.units[0].byte_end
-    expected = rows_of(read_unit(whole.units[0], ReadOptions()))
+    opts = ReadOptions(max_doc_bytes=150)
+    expected = rows_of(read_unit(whole.units[0], opts))
     assert len(expected) == sum(1 for line in lines if line)
+    too_large = [r for r in expected if (r["rule"] or "").startswith("too_large")]
+    assert len(too_large) == sum(1 for line in lines if len(line) > 150) > 10
     for unit_bytes in (1, 2, 3, 7, 64, 1000, path.stat().st_size - 1):
         monkeypatch.setattr(plan_module, "JSONL_UNIT_BYTES", unit_bytes)
         cut = plan_inputs([str(path)], ".py", "id", "text")
         assert len(cut.units) == -(-path.stat().st_size // unit_bytes)
-        assert [r for u in cut.units for r in rows_of(read_unit(u, ReadOptions()))] == expected
+        assert [r for u in cut.units for r in rows_of(read_unit(u, opts))] == expected
 
 
 def test_string_ids_switch_the_run_to_string_doc_ids(tmp_path):
@@ -210,3 +213,19 @@ def test_pipeline_ingest_only_keeps_the_accounting_identity(spark, corpus, tmp_p
     assert set(removed.columns) >= {"doc_id", "text", "kind", "source", "reason", "rule", "duplicate_of"}
     again = run(cfg_for([str(corpus["dir"]), str(corpus["code"])], tmp_path), spark)
     assert again["stages"]["ingest"]["reused"] is True
+
+
+def test_batches_are_cut_by_text_size(tmp_path, monkeypatch):
+    """Large documents make short batches (JSONL as read; Parquet sized from the row group's statistics), so a batch
+    never gathers gigabytes of text; every row still comes out once, in order."""
+    from spark_jobs.ingest import readers
+
+    monkeypatch.setattr(readers, "BATCH_TEXT_CHARS", 1000)
+    texts = [f"{i} " + "word " * 80 for i in range(12)]  # about 400 characters each
+    write_jsonl(tmp_path / "big.jsonl", [json.dumps({"text": t}).encode() for t in texts])
+    pq.write_table(pa.table({"text": texts}), tmp_path / "big.parquet", row_group_size=12)
+    for name in ("big.jsonl", "big.parquet"):
+        (unit,) = plan_inputs([str(tmp_path / name)], ".py", "id", "text").units
+        batches = list(read_unit(unit, ReadOptions()))
+        assert [r["text"] for b in batches for r in b.to_pylist()] == texts
+        assert len(batches) >= 3 and all(sum(map(len, b.column("text").to_pylist())) < 2000 for b in batches)
