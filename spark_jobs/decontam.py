@@ -165,9 +165,10 @@ class EvalNgrams:
 def read_eval_set(path: str, column: str) -> list[str | None]:
     """The texts of one eval set; a file that cannot be read, or lacks the column, fails in one line."""
     try:
+        if path.endswith(".parquet"):
+            fs, local = storage.resolve(path)
+            return pq.read_table(local, filesystem=fs, columns=[column]).column(column).to_pylist()
         with storage.open_input(path) as fh:
-            if path.endswith(".parquet"):
-                return pq.read_table(fh, columns=[column]).column(column).to_pylist()
             records = [json.loads(line) for line in fh if line.strip()]
     except (OSError, ValueError, KeyError, pa.ArrowException) as err:
         raise InputError(f"--decontam-sets {path}: cannot read column {column!r} ({err})") from None
