@@ -172,7 +172,7 @@ def read_eval_set(path: str, column: str) -> list[str | None]:
             records = [json.loads(line) for line in fh if line.strip()]
     except (OSError, ValueError, KeyError, pa.ArrowException) as err:
         raise InputError(f"--decontam-sets {path}: cannot read column {column!r} ({err})") from None
-    if not all(isinstance(r, dict) and isinstance(r.get(column), str | None) for r in records):
+    if not all(isinstance(r, dict) and isinstance(r.get(column, 0), str | None) for r in records):
         raise InputError(f"--decontam-sets {path}: every line must be a JSON object with a string {column!r}")
     return [r.get(column) for r in records]
 

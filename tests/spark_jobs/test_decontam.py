@@ -14,6 +14,7 @@ import pytest
 
 from spark_jobs.config import PipelineConfig
 from spark_jobs.decontam import EvalNgrams, NgramMatcher
+from spark_jobs.ingest import InputError
 from spark_jobs.pipeline import run
 from tests.spark_jobs.generated_docs import en_sentence, python_module
 
@@ -132,7 +133,7 @@ def test_contaminated_documents_are_removed_with_the_set_and_ngram(decontam_run)
 
 
 def test_bad_eval_sets_fail_in_one_line(decontam_run, spark, tmp_path):
-    _, out, _ = decontam_run
+    docs, _, _ = decontam_run
     base = ["--input", str(tmp_path), "--output", str(tmp_path / "o"), "--stages", "filter,decontam"]
     with pytest.raises(SystemExit, match="needs --decontam-sets"):
         PipelineConfig.from_args(base)
@@ -140,3 +141,13 @@ def test_bad_eval_sets_fail_in_one_line(decontam_run, spark, tmp_path):
         PipelineConfig.from_args([*base, "--decontam-sets", str(tmp_path / "x.jsonl")])
     with pytest.raises(SystemExit, match="not a .parquet"):
         PipelineConfig.from_args([*base, "--decontam-sets", str(tmp_path / "x.csv")])
+    source = tmp_path / "docs.jsonl"
+    source.write_text(json.dumps(docs[0]) + "\n")
+    no_column = tmp_path / "evals.jsonl"
+    no_column.write_text(json.dumps({"text": QUESTIONS[0]}) + "\n")
+    cfg = PipelineConfig.from_args(
+        ["--input", str(source), "--output", str(tmp_path / "o"), "--stages", "decontam"]
+        + ["--decontam-sets", str(no_column), "--decontam-column", "question"]
+    )
+    with pytest.raises(InputError, match="evals.jsonl: every line must be a JSON object with a string 'question'"):
+        run(cfg, spark)
