@@ -38,7 +38,9 @@ QUANTILES = (0.1, 0.25, 0.5, 0.75, 0.9)
 
 @dataclass
 class ClassifierOptions:
-    classifier_model: str = opt("", "fastText classifier file (.bin/.ftz) for the classifier stage (required by it)")
+    classifier_model: str = opt(
+        "", "fastText classifier file (.bin/.ftz) for the classifier stage (required by it)", files=True
+    )
     classifier_label: str = opt("__label__hq", "the label whose probability is a document's score")
     classifier_threshold: float = opt(0.5, "text documents scoring below this are removed (reason classifier)")
 

@@ -46,7 +46,9 @@ SET_COLUMN = "eval_set"
 
 @dataclass
 class DecontamOptions:
-    decontam_sets: list[str] = opt([], "evaluation sets (Parquet or JSONL files, a text column) for the decontam stage")
+    decontam_sets: list[str] = opt(
+        [], "evaluation sets (Parquet or JSONL files, a text column) for the decontam stage", files=True
+    )
     decontam_column: str = opt("text", "the eval sets' text column")
     decontam_ngram: int = opt(13, "a document sharing a word n-gram of this length with an eval text is removed")
 

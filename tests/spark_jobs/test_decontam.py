@@ -12,8 +12,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from spark_jobs.cache import options_key
 from spark_jobs.config import PipelineConfig
-from spark_jobs.decontam import EvalNgrams, NgramMatcher
+from spark_jobs.decontam import DecontamOptions, EvalNgrams, NgramMatcher
 from spark_jobs.ingest import InputError
 from spark_jobs.pipeline import run
 from tests.spark_jobs.generated_docs import en_sentence, python_module
@@ -151,3 +152,14 @@ def test_bad_eval_sets_fail_in_one_line(decontam_run, spark, tmp_path):
     )
     with pytest.raises(InputError, match="evals.jsonl: every line must be a JSON object with a string 'question'"):
         run(cfg, spark)
+
+
+def test_a_rewritten_eval_set_changes_the_stage_key(tmp_path):
+    """The removals of a rerun are reused only for the same eval files: a set rewritten under its name is read again."""
+    evals = tmp_path / "gsm8k.jsonl"
+    evals.write_text(json.dumps({"text": QUESTIONS[0]}) + "\n")
+    opts = DecontamOptions(decontam_sets=[str(evals)])
+    before = options_key(opts)
+    assert options_key(opts) == before
+    evals.write_text(json.dumps({"text": QUESTIONS[1]}) + "\n")
+    assert options_key(opts) != before
