@@ -56,9 +56,9 @@ class ClassifierOptions:
 
 
 def label_score(model: Any, text: str, label: str) -> float:
-    """The probability ``model`` gives ``label`` for ``text`` (every label asked for, so none is cut off), clipped
-    to 1 (fastText can return 1.00001); 0 when the model does not give the label at all."""
-    labels, scores = model.predict(prediction_window(text, 0, 1), k=-1, on_unicode_error="replace")
+    """The probability ``model`` gives ``label`` for ``text`` (every label asked for, with no threshold, so none is
+    cut off), clipped to 1 (fastText can return 1.00001); 0 when the model has no such label."""
+    labels, scores = model.predict(prediction_window(text, 0, 1), k=-1, threshold=-1.0, on_unicode_error="replace")
     return next((min(float(s), 1.0) for name, s in zip(labels, scores, strict=True) if name == label), 0.0)
 
 
@@ -98,7 +98,7 @@ def check_model(source: ModelSource, label: str) -> None:
     """On the driver, before any Spark job: the file is a fastText model that knows ``label`` (``ValueError``
     otherwise, a one-line error), so a wrong file or label does not remove every document."""
     try:
-        labels, _ = source.load().predict("", k=-1)
+        labels, _ = source.load().predict("", k=-1, threshold=-1.0)  # every label, however improbable
     except ValueError as err:
         raise ValueError(f"--classifier-model {source.resolve()}: not a fastText model ({err})") from None
     if label not in labels:
