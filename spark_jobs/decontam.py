@@ -18,7 +18,7 @@ are 64 bits: 10^12 document n-grams against 10^6 eval n-grams give an expected 0
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Any
@@ -88,30 +88,32 @@ def word_counts(words: pa.ListArray) -> np.ndarray:
     return pc.fill_null(pc.list_value_length(words), 0).to_numpy(zero_copy_only=False)
 
 
-def windows(words: pa.ListArray, length: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Every ``length``-word window of every text: (its text's row, its first word's position in the text, hash).
+def windows(words: pa.ListArray, lengths: Iterable[int]) -> Iterator[tuple[int, np.ndarray, np.ndarray, np.ndarray]]:
+    """For each length, every window of that many words of every text: (length, each window's text row, its first
+    word's position in the text, its hash).
 
-    A word's hash is xxh3-64 of its UTF-8 (each distinct word of the batch hashed once); a window's is the
-    polynomial ``sum(word_hash[i] * MULTIPLIER ** (length - 1 - i))`` modulo 2**64, computed for all windows of the
-    batch at once, of which those within one text are kept.
+    A word's hash is xxh3-64 of its UTF-8 (each distinct word of the batch hashed once, for all lengths); a window's
+    is the polynomial ``sum(word_hash[i] * MULTIPLIER ** (length - 1 - i))`` modulo 2**64, computed for all windows
+    of the batch at once, of which those within one text are kept.
     """
     flat = words.flatten()
-    total = len(flat)
-    empty = np.zeros(0, dtype=np.int64)
-    if total < length:
-        return empty, empty, empty
     encoded = flat.dictionary_encode()
     unique = [xxhash.xxh3_64_intdigest(word.encode()) for word in encoded.dictionary.to_pylist()]
     word_hashes = np.array(unique, dtype=np.uint64)[encoded.indices.to_numpy()]
-    starts = total - length + 1
-    acc = np.zeros(starts, dtype=np.uint64)
-    for i in range(length):
-        acc = acc * MULTIPLIER + word_hashes[i : i + starts]
     row_of_word = pc.list_parent_indices(words).to_numpy().astype(np.int64)
     first_word = np.searchsorted(row_of_word, np.arange(len(words)))
-    inside = row_of_word[:starts] == row_of_word[length - 1 :]
-    rows = row_of_word[:starts][inside]
-    return rows, np.flatnonzero(inside) - first_word[rows], acc[inside].view(np.int64)
+    for length in lengths:
+        starts = len(flat) - length + 1
+        if starts <= 0:
+            empty = np.zeros(0, dtype=np.int64)
+            yield length, empty, empty, empty
+            continue
+        acc = np.zeros(starts, dtype=np.uint64)
+        for i in range(length):
+            acc = acc * MULTIPLIER + word_hashes[i : i + starts]
+        inside = row_of_word[:starts] == row_of_word[length - 1 :]
+        rows = row_of_word[:starts][inside]
+        yield length, rows, np.flatnonzero(inside) - first_word[rows], acc[inside].view(np.int64)
 
 
 @dataclass(frozen=True)
@@ -138,8 +140,7 @@ class EvalNgrams:
             lengths.update(short)
             texts = words.to_pylist()
             before = len(found)
-            for length in (ngram, *short):
-                rows, starts, hashes = windows(words, length)
+            for length, rows, starts, hashes in windows(words, (ngram, *short)):
                 keep = (counts[rows] >= ngram) if length == ngram else (counts[rows] == length)
                 for row, start, value in zip(
                     rows[keep].tolist(), starts[keep].tolist(), hashes[keep].tolist(), strict=True
@@ -190,8 +191,7 @@ class NgramMatcher:
         for batch in batches:
             words = normalized_words(batch.column("text"))
             found_rows, found_hashes = [], []
-            for length in self.lengths:
-                rows, _, hashes = windows(words, length)
+            for _, rows, _, hashes in windows(words, self.lengths):
                 hit = np.isin(hashes, self.hashes)
                 found_rows.append(rows[hit])
                 found_hashes.append(hashes[hit])
