@@ -23,6 +23,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "out" / "demo"
+STAGES = "filter,langid,quality,pii,exact_dedup,near_dedup,decontam,pack"
+"""The default stages and the quality stages that need no model file (the classifier needs one: see README)."""
 
 
 @dataclass(frozen=True)
@@ -81,6 +83,23 @@ def cut_corpus(inputs: list[str], scale: Scale) -> list[str]:
     return inputs
 
 
+def write_eval_set(prose: Path, path: Path, passages: int = 3, words: int = 20) -> Path:
+    """A stand-in benchmark for the decontam stage: ``words``-word passages of the first ``passages`` prose
+    documents that the quality rules keep (so they reach decontam), and a question no document contains."""
+    import pyarrow as pa
+
+    from spark_jobs.quality.stage import QualityOptions, QualityRules
+
+    texts = [json.loads(line)["text"] for line in prose.read_text(encoding="utf-8").splitlines()]
+    rules = QualityRules.from_options(QualityOptions()).rules(pa.array(texts, pa.string()))
+    texts = [text for text, rule in zip(texts, rules, strict=True) if rule is None][:passages]
+    questions = [" ".join(text.split()[5 : 5 + words]) + "?" for text in texts]
+    questions.append("How many apples are left if Sam buys twelve and eats five of them on the way home?")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps({"text": q}) + "\n" for q in questions), encoding="utf-8")
+    return path
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--output", type=Path, default=OUT, help="where everything goes (default: %(default)s)")
@@ -108,9 +127,10 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(f"error: {err} (the demo writes its corpus there; delete it or choose another --output)")
     inputs = cut_corpus(written, scale)
     print(f"default corpus written to {corpus}: {', '.join(inputs)}")
+    evals = write_eval_set(Path(inputs[0]), out / "evals" / "demo_eval.jsonl")
     data = out / "data"
     step("data pipeline (Spark)", ["-m", "spark_jobs.pipeline", "--input", *inputs, "--output", str(data),
-                                   *scale.pack])
+                                   "--stages", STAGES, "--decontam-sets", str(evals), *scale.pack])
     report = json.loads((data / "report.json").read_text())
     print(f"report: {data / 'report.json'}; removed by stage: "
           + ", ".join(f"{k}={v.get('removed_by_reason')}" for k, v in report["stages"].items() if "docs_in" in v))

@@ -3,7 +3,8 @@
 A finished output directory holds a marker (``_stage.json``) with the key it was computed under. A stage's key
 hashes its own options, the key of what it read (so every upstream change flows down), and, at the start of the
 chain, the code version and the inputs' fingerprint (every file's path, size and modification time; a dataset's
-revision). An added, removed or rewritten input, or changed code, therefore redoes everything. The marker is deleted
+revision); a stage's file options (a model, eval sets) count by the same stamp. An added, removed or rewritten
+input, or changed code, therefore redoes everything. The marker is deleted
 before a directory is rewritten and written after it is complete, so a run that dies in between leaves a directory
 the next run recomputes.
 """
@@ -32,8 +33,24 @@ def key(*parts: Any) -> str:
 
 
 def options_key(opts: Any) -> dict[str, Any]:
-    """The options of a dataclass that change what its owner produces (all but the ``execution_only`` ones)."""
-    return {f.name: getattr(opts, f.name) for f in dataclasses.fields(opts) if not f.metadata.get("execution_only")}
+    """The options of a dataclass that change what its owner produces (all but the ``execution_only`` ones); an
+    option marked ``files=True`` (a model, eval sets) also by each named file's size and modification time, so a file
+    rewritten in place under the same name redoes what read it."""
+    out = {}
+    for f in dataclasses.fields(opts):
+        if f.metadata.get("execution_only"):
+            continue
+        value = out[f.name] = getattr(opts, f.name)
+        if f.metadata.get("files") and value:
+            out[f"{f.name}:files"] = [file_stamp(uri) for uri in ([value] if isinstance(value, str) else value)]
+    return out
+
+
+def file_stamp(uri: str) -> tuple[str, int | None, int | None]:
+    """(URI, size, modification time in ns) of one file; sizes and times are None for a file not there (yet)."""
+    fs, path = storage.resolve(uri)
+    info = fs.get_file_info(path)
+    return uri, info.size, info.mtime_ns
 
 
 @functools.cache

@@ -117,9 +117,10 @@ def run(cfg: PipelineConfig, spark: SparkSession | None = None) -> dict[str, Any
     steps = [s.batch_fn(o, spark) for s, o in rows] + [s.row_prep for s, _ in removers if s.row_prep]
     extra_fields = [
         T.StructField(CHARS, T.LongType(), False),
-        *(f for s, _ in rows for f in s.row_fields),
+        *(f for s, _ in rows for f in (*s.row_fields, *s.doc_fields)),
         *(f for s, _ in removers for f in s.row_fields),
     ]
+    doc_columns = (*DOC_COLUMNS, *(f.name for s, _ in rows for f in s.doc_fields))
     raw, report["input"] = ingest(spark, sources, ingest_opts, steps, extra_fields)
     fused = "+".join(["ingest", *(s.name for s, _ in rows)])
     first = stage_dir(out, f"00-{fused}")
@@ -154,13 +155,13 @@ def run(cfg: PipelineConfig, spark: SparkSession | None = None) -> dict[str, Any
         # The annotated copy with all removals -> cleaned/ and removed/, in the input's order: the copy is read back
         # part file by part file, and the removals are broadcast (no shuffle) or the rows are sorted back.
         ordered = read_in_order(spark, first, annotated.schema)
-        cleaned = ordered.where(F.col("reason").isNull()).select(*DOC_COLUMNS, ORDER)
-        removed = ordered.select(*DOC_COLUMNS, *ANNOTATIONS, ORDER)
+        cleaned = ordered.where(F.col("reason").isNull()).select(*doc_columns, ORDER)
+        removed = ordered.select(*doc_columns, *ANNOTATIONS, ORDER)
         if removals:
             decided = union(removals).select("doc_id", *(F.col(c).alias(f"_{c}") for c in ANNOTATIONS))
             cleaned = cleaned.join(decided, "doc_id", "left_anti")
             removed = removed.join(decided, "doc_id", "left").select(
-                *DOC_COLUMNS, *(F.coalesce(F.col(c), F.col(f"_{c}")).alias(c) for c in ANNOTATIONS), ORDER
+                *doc_columns, *(F.coalesce(F.col(c), F.col(f"_{c}")).alias(c) for c in ANNOTATIONS), ORDER
             )
         removed = removed.where(F.col("reason").isNotNull())
         if is_small(sum(count for _, count in removals)):

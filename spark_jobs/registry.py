@@ -13,10 +13,12 @@ from spark_jobs.stage import Stage
 STAGES: dict[str, str] = {
     "filter": "spark_jobs.filters.stage:FilterStage",
     "quality": "spark_jobs.quality.stage:QualityStage",
+    "classifier": "spark_jobs.classifier:ClassifierStage",
     "langid": "spark_jobs.langid.stage:LangIdStage",
     "pii": "spark_jobs.pii:PiiStage",
     "exact_dedup": "spark_jobs.dedup.exact:ExactDedupStage",
     "near_dedup": "spark_jobs.dedup.near:NearDedupStage",
+    "decontam": "spark_jobs.decontam:DecontamStage",
     "pack": "spark_jobs.pack.stage:PackStage",
 }
 

@@ -8,8 +8,9 @@ are checked by ``Options.validate`` before any Spark work.
 * A :class:`RowStage` decides each document alone, as a plain-Python function over an Arrow batch (no Spark in
   its logic). The runner fuses consecutive row stages into ingestion's single pass. Besides ``reason``/``rule``,
   its batch function may return ``text`` (rewritten for the stages after it and the outputs; the report's
-  character counts stay those of the input) and its ``row_fields`` (kept in the fused pass's copy, not in
-  ``cleaned/``, for its :meth:`~Stage.summary` to aggregate).
+  character counts stay those of the input), its ``row_fields`` (kept in the fused pass's copy, not in
+  ``cleaned/``, for its :meth:`~Stage.summary` to aggregate) and its ``doc_fields`` (document columns it adds: in
+  ``cleaned/`` and ``removed/`` after the standard ones, only in runs that include the stage).
 * A :class:`CorpusStage` needs the whole corpus at once (deduplication, packing). It gets a DataFrame of the kept
   documents and returns its removals (``doc_id``, ``reason``, ``rule``, ``duplicate_of``), or writes artifacts
   into a directory of its own under the output and returns no removals (``artifacts`` names that directory).
@@ -72,6 +73,10 @@ class RowStage(Stage):
 
     row_fields: ClassVar[tuple[T.StructField, ...]] = ()
     """Columns the batch function fills besides the document's and the annotations (a count per document)."""
+    doc_fields: ClassVar[tuple[T.StructField, ...]] = ()
+    """Columns the batch function fills that become document columns (a classifier's score), nullable: null for
+    the documents the stage did not see (removed earlier) or does not judge. A run without the stage lacks them, so
+    the default outputs' schema stays the standard one."""
 
     @abstractmethod
     def batch_fn(self, opts: Any, spark: SparkSession) -> BatchFn:

