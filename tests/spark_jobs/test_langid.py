@@ -4,6 +4,7 @@ other languages), the bounded prediction window, the keep rule, and the stage on
 from __future__ import annotations
 
 import ast
+import json
 import random
 import shutil
 import sysconfig
@@ -134,7 +135,7 @@ def corpus_texts() -> list[tuple[str, str]]:
 
 def corpus(spark):
     rows = [
-        (f"doc-{i:02d}", t, kind, "mem://test", None, None, {"i": str(i)}) for i, (t, kind) in enumerate(corpus_texts())
+        (f"doc-{i:02d}", t, kind, "mem://test", None, None, json.dumps({"i": i})) for i, (t, kind) in enumerate(corpus_texts())
     ]
     return spark.createDataFrame(rows, doc_schema(T.StringType()))
 
@@ -155,7 +156,7 @@ def test_langid_stage_on_spark(spark, tmp_path):
     assert all(0.4 <= by_id[f"doc-0{i}"]["lang_score"] <= 1 for i in range(7))
     assert [by_id[f"doc-0{i}"]["reason"] for i in range(8)] == [None] * 4 + [REASON_LANGUAGE] * 2 + [None, None]
     assert by_id["doc-07"]["lang"] is None and by_id["doc-07"]["lang_score"] is None
-    assert by_id["doc-04"]["meta"] == {"i": "4"}  # metadata passes through untouched
+    assert json.loads(by_id["doc-04"]["meta"]) == {"i": 4}  # metadata passes through untouched
     report = stage_report(LangIdStage(), annotated[None], CFG)
     assert report == {"languages": {"en": 4, "de": 1, "fr": 1, "ja": 1}, "removed_languages": {"de": 1, "fr": 1}}
 
