@@ -51,7 +51,7 @@ FULL = Scale(
 SMALL = Scale(
     model=("--layers", "2", "--hidden", "64", "--heads", "2", "--ffn", "128", "--positions", "64"),
     resize_layers=3,
-    train=("--max-steps", "6", "--batch-size", "4", "--lr", "1e-3", "--warmup-steps", "2", "--eval-every", "3",
+    train=("--max-steps", "6", "--batch-size", "4", "--lr", "5e-3", "--warmup-steps", "2", "--eval-every", "3",
            "--eval-batches", "2", "--save-every", "3", "--log-every", "1", "--num-workers", "0"),
     pack=("--seq-len", "32", "--num-shards", "2", "--val-fraction", "0.2", "--master", "local[2]"),
     prose_docs=40,

@@ -109,7 +109,10 @@ def test_a_wrong_model_or_label_fails_in_one_line_before_any_work(classifier_run
     docs, model, _, _ = classifier_run
     not_a_model = tmp_path / "model.bin"
     not_a_model.write_text("not a model")
-    base = ["--input", str(tmp_path), "--output", str(tmp_path / "o"), "--stages", "filter,classifier"]
+    source = tmp_path / "in" / "docs.jsonl"
+    source.parent.mkdir()
+    source.write_text("".join(json.dumps(d) + "\n" for d in docs))
+    base = ["--input", str(source), "--output", str(tmp_path / "o"), "--stages", "filter,classifier"]
     for flags, message in (
         ([], "needs --classifier-model"),
         (["--classifier-model", str(tmp_path / "missing.bin")], "no such file"),
