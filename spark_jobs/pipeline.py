@@ -25,7 +25,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from pyspark.sql import DataFrame, SparkSession
@@ -124,11 +124,14 @@ def run(cfg: PipelineConfig, spark: SparkSession | None = None) -> dict[str, Any
     raw, report["input"] = ingest(spark, sources, ingest_opts, steps, extra_fields)
     fused = "+".join(["ingest", *(s.name for s, _ in rows)])
     first = stage_dir(out, f"00-{fused}")
-    annotated, _, row_reused = cached(spark, first, key, lambda: (raw, {}), check=check_ingested)
+    annotated, _, row_reused = cached(spark, first, key, lambda: (raw, {}))
 
     # From here on, the reports' small aggregates and the final writes run on a thread pool while the driver goes on:
     # each is a few short Spark jobs whose scheduling latency would otherwise add up one after another.
     with ThreadPoolExecutor(max_workers=4, thread_name_prefix="pipeline") as pool:
+        # The input check (duplicate ids, a file that broke while read) runs beside the corpus stages, on every run
+        # (a reused copy included), and is waited for before any output outside _stages/ is written.
+        input_check = pool.submit(check_ingested, annotated)
         counts_job = pool.submit(group_counts, annotated)
 
         # Corpus stages that remove documents: each reads what is still kept and writes its removals.
@@ -139,9 +142,13 @@ def run(cfg: PipelineConfig, spark: SparkSession | None = None) -> dict[str, Any
             key = cache.key(key, stage.name, cache.options_key(opts))
             docs = kept.join(union(removals), "doc_id", "left_anti") if removals else kept
             directory = stage_dir(out, f"{index:02d}-{stage.name}")
-            found, stats, reused = cached(
-                spark, directory, key, lambda s=stage, o=opts, d=docs, p=directory: stage_removals(s, d, o, p)
-            )
+            try:
+                found, stats, reused = cached(
+                    spark, directory, key, lambda s=stage, o=opts, d=docs, p=directory: stage_removals(s, d, o, p)
+                )
+            except Exception:
+                passed(input_check, first)  # bad input explains a stage's failure better than the failure
+                raise
             count = storage.parquet_rows(directory)
             found = hint_small(found, count)
             missing = [name for name in ("kind", "lang", CHARS) if name not in found.columns]
@@ -151,6 +158,8 @@ def run(cfg: PipelineConfig, spark: SparkSession | None = None) -> dict[str, Any
                 (stage, reused, pool.submit(group_counts, counted), pool.submit(stage.summary, view, opts))
             )
             removals.append((found, count))
+
+        passed(input_check, first)
 
         # The annotated copy with all removals -> cleaned/ and removed/, in the input's order: the copy is read back
         # part file by part file, and the removals are broadcast (no shuffle) or the rows are sorted back.
@@ -231,16 +240,24 @@ def stage_removals(stage: CorpusStage, docs: DataFrame, opts: Any, directory: st
     return result.removals, result.stats
 
 
+def passed(check: Future[None], first: str) -> None:
+    """Wait for the input check; when it fails, the first stage's copy loses its marker (a rerun reads the input
+    again and checks it again) and the check's one-line error is raised."""
+    try:
+        check.result()
+    except InputError:
+        cache.invalidate(first)
+        raise
+
+
 def cached(
     spark: SparkSession,
     directory: str,
     key: str,
     compute: Callable[[], tuple[DataFrame, dict[str, Any]]],
-    check: Callable[[DataFrame], None] | None = None,
 ) -> tuple[DataFrame, dict[str, Any], bool]:
     """The Parquet output of ``directory`` and the facts measured while computing it, reused when its marker has
-    ``key``, else computed (``compute``), written, passed to ``check`` (which raises to leave it unmarked) and
-    marked; and whether it was reused."""
+    ``key``, else computed (``compute``), written and marked; and whether it was reused."""
     marker = cache.finished(directory, key)
     if marker is not None:
         print(f"[{directory.rsplit('/', 1)[-1]}] up to date, reusing {directory}")
@@ -249,8 +266,6 @@ def cached(
     started = time.time()
     frame, stats = compute()
     written = write_parquet(frame, directory)
-    if check:
-        check(written)
     cache.mark_finished(directory, key, stats=stats, seconds=round(time.time() - started, 2))
     return written, stats, False
 
