@@ -40,8 +40,8 @@ MAX_UNIT_BYTES = 64 << 20
 """Bytes of one read unit at most (uncompressed JSONL, or Parquet data uncompressed): a large input feeds many tasks
 (memory is one batch either way)."""
 MIN_UNIT_BYTES = 4 << 20
-"""Bytes of one read unit at least, however many tasks there are: a unit costs its task a file open (and, for a
-Parquet row slice, decoding its row group up to the slice's end), and a Spark task tens of milliseconds."""
+"""Bytes of one read unit at least, however many tasks there are: a unit costs its task a file open and a short Arrow
+batch at its end, and a Parquet row slice the decoding of its row group from the start to the slice's end."""
 MAX_ROW_GROUP_SLICES = 16
 """Row slices of one Parquet row group at most. Parquet decodes a row group from its start, so slice ``k`` of ``n``
 decodes ``(k + 1) / n`` of it: ``n`` slices decode the row group ``(n + 1) / 2`` times over in all."""
