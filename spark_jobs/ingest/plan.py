@@ -118,7 +118,7 @@ def unit_bytes(units: list[ReadUnit], parallelism: int) -> int:
     """The bytes a read unit aims at: the input shared out so that there are at least ``parallelism`` units, within
     :data:`MIN_UNIT_BYTES` and :data:`MAX_UNIT_BYTES` (the cap wins)."""
     total = sum(u.size for u in units)
-    return min(MAX_UNIT_BYTES, max(MIN_UNIT_BYTES, total // max(1, parallelism)))
+    return min(MAX_UNIT_BYTES, max(MIN_UNIT_BYTES, -(-total // max(1, parallelism))))
 
 
 def cut(units: list[ReadUnit], parallelism: int) -> list[ReadUnit]:

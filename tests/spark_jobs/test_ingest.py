@@ -140,10 +140,18 @@ def test_jsonl_byte_ranges_read_every_line_once_with_the_whole_files_ids(tmp_pat
         assert [r for u in units for r in rows_of(read_unit(u, opts))] == expected
 
 
-def test_jsonl_ranges_follow_the_input_size_and_the_parallelism():
-    """A 105 MB JSONL file: at least one range per task (a 64 MB range would leave cores idle), never under the
-    floor; a gzipped one stays whole (gzip is not splittable)."""
+def test_units_follow_the_input_size_and_the_parallelism():
+    """105 MB in one Parquet row group or one JSONL file: as many units as the parallelism asks (not one, not two
+    64 MB ones that leave cores idle), within the caps and never under the floor; a gzipped file stays whole (gzip is
+    not splittable)."""
     mb = 1 << 20
+    group = ReadUnit(
+        "parquet", "file:///d/one.parquet", "file:///d/one.parquet", rg_end=1, row_end=39_000, size=105 * mb
+    )
+    for parallelism, slices in ((1, 2), (8, 8), (64, MAX_ROW_GROUP_SLICES)):
+        units = cut([group], parallelism)
+        assert len(units) == slices and units[0].row_start == 0 and units[-1].row_end == 39_000
+        assert all(a.row_end == b.row_start == b.row_offset for a, b in zip(units, units[1:], strict=False))
     dump = ReadUnit("jsonl", "file:///d/dump.jsonl", "file:///d/dump.jsonl", size=105 * mb)
     assert len(cut([dump], 1)) == 2  # the 64 MB cap
     assert len(cut([dump], 8)) == 8
