@@ -31,7 +31,8 @@ from common import HEADER, corpus, describe, measure, pipeline, row  # noqa: E40
 
 
 def reference(paths: list[str], out: Path) -> None:
-    """The course's cleaning in this process; prints its step times and counts as the last line (JSON)."""
+    """The course's cleaning in this process (of JSONL files, or Parquet ones); prints its step times and counts as
+    the last line (JSON)."""
     import hashlib
     import heapq
     import importlib.resources
@@ -42,7 +43,8 @@ def reference(paths: list[str], out: Path) -> None:
 
     datasets.disable_progress_bars()
     steps, start = {}, time.perf_counter()
-    ds = datasets.load_dataset("json", data_files=paths, split="train", cache_dir=str(out / "hf-cache"))
+    builder = "parquet" if paths[0].endswith(".parquet") else "json"  # bench_scale.py gives it a Parquet file
+    ds = datasets.load_dataset(builder, data_files=paths, split="train", cache_dir=str(out / "hf-cache"))
     docs_in, steps["load"] = len(ds), time.perf_counter() - start
 
     def paragraph_length(example: dict) -> bool:

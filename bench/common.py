@@ -45,6 +45,22 @@ def corpus(work: Path, scale: int) -> list[str]:
     return paths
 
 
+def one_row_group(paths: list[str], target: Path, multiple: int = 1) -> tuple[int, float]:
+    """The flattened corpus (:func:`corpus`), ``multiple`` times over (copies with new ids, as the demo corpus's
+    mirrors are), as ONE Parquet file of ONE row group, the layout a reader that splits by row groups alone reads in
+    one task; its rows and MB of text."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.json as pj
+    import pyarrow.parquet as pq
+
+    base = pa.concat_tables(pj.read_json(p) for p in paths).select(["id", "text", "kind"])
+    copies = [base.set_column(0, "id", pc.add(base["id"], k * base.num_rows)) for k in range(multiple)]
+    table = pa.concat_tables(copies).combine_chunks()
+    pq.write_table(table, target, row_group_size=table.num_rows)
+    return table.num_rows, pc.sum(pc.binary_length(table["text"])).as_py() / MB
+
+
 def _json(line: str) -> dict[str, Any] | None:
     try:
         return json.loads(line)

@@ -21,7 +21,7 @@ from pyspark.sql import types as T
 from slm_common.options import opt
 from spark_jobs.batches import BatchFn, RowChain
 from spark_jobs.documents import annotated_schema, arrow_schema
-from spark_jobs.ingest.plan import InputError, Plan, check_output, plan_inputs
+from spark_jobs.ingest.plan import InputError, Plan, check_output, cut, plan_inputs
 from spark_jobs.ingest.readers import (
     ID_STRING,
     MAX_DOC_BYTES,
@@ -129,14 +129,15 @@ def ingest(
     )
     schema = T.StructType(annotated_schema(read_opts.spark_id_type()).fields + list(extra_fields))
     chain = RowChain(tuple(steps), arrow_schema(schema))
-    parts = [_read_units(spark, plan.units, read_opts, schema, chain)] if plan.units else []
+    units = cut(plan.units, spark.sparkContext.defaultParallelism)
+    parts = [_read_units(spark, units, read_opts, schema, chain)] if units else []
     parts += [df.mapInArrow(_records_to_docs(read_opts, chain), schema) for df in hf_frames]
     docs = parts[0]
     for part in parts[1:]:
         docs = docs.unionByName(part)
     info = {
         "sources": list(sources.uris),
-        "read_units": len(plan.units),
+        "read_units": len(units),
         "files": len({u.uri for u in plan.units}),
         "id_type": id_type,
         "skipped_files_by_extension": dict(plan.skipped),

@@ -1,9 +1,11 @@
 """Driver-side planning: list the input files and cut them into read units. Touches metadata only, never data.
 
-Parquet files are cut by row groups (read from their footers) and uncompressed JSONL files by byte ranges, so one
-large file still feeds many tasks; gzipped JSONL (gzip is not splittable), text files and source files are one unit
-each. The doc id type is decided here, once, for
-the whole run: string when any source carries string ids, long otherwise.
+Planning lists every file's smallest whole pieces: a Parquet row group (rows and uncompressed bytes from the
+footer), a JSONL, text or source file. :func:`cut` then makes the run's read units once the cluster's parallelism is
+known: a few small row groups together, a large row group in row slices, an uncompressed JSONL file in byte ranges,
+sized by the whole input and the parallelism, so one large file feeds many tasks however it was written. Gzipped
+files (gzip is not splittable), text files and source files are one unit each. The doc id type is decided here,
+once, for the whole run: string when any source carries string ids, long otherwise.
 
 Under an input directory, data files (Parquet, JSONL, text) in or under a name starting with ``_`` or ``.`` are not
 input, as Spark and Hadoop have it: earlier outputs' markers and summaries, a fetcher's ``_archives``. Source files
@@ -33,9 +35,16 @@ PARQUET_EXT = (".parquet", ".parq")
 JSONL_EXT = (".jsonl", ".json", ".jsonl.gz", ".json.gz", ".ndjson", ".ndjson.gz")
 TEXT_EXT = (".txt", ".txt.gz", ".md")
 ROW_GROUPS_PER_UNIT = 4
-JSONL_UNIT_BYTES = 64 << 20
-"""Byte range of an uncompressed JSONL file per read unit: a large dump feeds many tasks (memory is one batch either
-way). Not smaller: each task costs its Python worker tens of milliseconds (docs/benchmarks.md)."""
+"""Row groups one unit reads at most, however small: a small file of many row groups still spreads over tasks."""
+MAX_UNIT_BYTES = 64 << 20
+"""Bytes of one read unit at most (uncompressed JSONL, or Parquet data uncompressed): a large input feeds many tasks
+(memory is one batch either way)."""
+MIN_UNIT_BYTES = 4 << 20
+"""Bytes of one read unit at least, however many tasks there are: a unit costs its task a file open and a short Arrow
+batch at its end, and a Parquet row slice the decoding of its row group from the start to the slice's end."""
+MAX_ROW_GROUP_SLICES = 16
+"""Row slices of one Parquet row group at most. Parquet decodes a row group from its start, so slice ``k`` of ``n``
+decodes ``(k + 1) / n`` of it: ``n`` slices decode the row group ``(n + 1) / 2`` times over in all."""
 
 
 class InputError(Exception):
@@ -65,7 +74,8 @@ def classify(path: str, code_exts: tuple[str, ...]) -> str | None:
 
 
 def plan_inputs(inputs: list[str], code_extensions: str, id_column: str, text_column: str) -> Plan:
-    """Read units for every file-based source (``hf://`` sources are read by their own data source)."""
+    """The pieces of every file-based source, in input order, for :func:`cut` (``hf://`` sources are read by their
+    own data source)."""
     code_exts = tuple(e if e.startswith(".") else "." + e for e in code_extensions.split(",") if e)
     plan = Plan()
     id_kinds: set[str] = set()
@@ -94,12 +104,7 @@ def plan_inputs(inputs: list[str], code_extensions: str, id_column: str, text_co
                 units, kind = _parquet_units(fs, f.path, uri, id_column, text_column)
                 plan.units += units
             else:
-                unit = ReadUnit(fmt=fmt, uri=uri, source=uri, root=storage.to_uri(fs, root), size=f.size)
-                if fmt == "jsonl" and not f.path.endswith(".gz") and f.size > JSONL_UNIT_BYTES:
-                    ranges = range(0, f.size, JSONL_UNIT_BYTES)
-                    plan.units += [replace(unit, byte_start=s, byte_end=s + JSONL_UNIT_BYTES) for s in ranges]
-                else:
-                    plan.units.append(unit)
+                plan.units.append(ReadUnit(fmt=fmt, uri=uri, source=uri, root=storage.to_uri(fs, root), size=f.size))
                 kind = _sniff_jsonl(fs, f.path, id_column, text_column) if fmt == "jsonl" else None
                 if fmt != "jsonl" and f.path.endswith(".gz"):
                     _check_gzip(fs, f.path)
@@ -107,6 +112,55 @@ def plan_inputs(inputs: list[str], code_extensions: str, id_column: str, text_co
                 id_kinds.add(kind)
     plan.id_type = ID_STRING if ID_STRING in id_kinds else ID_LONG
     return plan
+
+
+def unit_bytes(units: list[ReadUnit], parallelism: int) -> int:
+    """The bytes a read unit aims at: the input shared out so that there are at least ``parallelism`` units, within
+    :data:`MIN_UNIT_BYTES` and :data:`MAX_UNIT_BYTES` (the cap wins)."""
+    total = sum(u.size for u in units)
+    return min(MAX_UNIT_BYTES, max(MIN_UNIT_BYTES, -(-total // max(1, parallelism))))
+
+
+def cut(units: list[ReadUnit], parallelism: int) -> list[ReadUnit]:
+    """The run's read units, in input order, from the plan's pieces (:func:`plan_inputs`), each about
+    :func:`unit_bytes` of data: consecutive row groups of a Parquet file together (at most
+    :data:`ROW_GROUPS_PER_UNIT`), a larger row group in row slices of equal rows (at most
+    :data:`MAX_ROW_GROUP_SLICES`), an uncompressed JSONL file in byte ranges. Doc ids do not change with the cut: they
+    derive from a row's position in its file, which every unit knows."""
+    target = unit_bytes(units, parallelism)
+    out: list[ReadUnit] = []
+    for unit in units:
+        last = out[-1] if out else None
+        if unit.fmt == "parquet":
+            if unit.size > target and unit.row_end > 1:
+                out += _row_slices(unit, min(-(-unit.size // target), MAX_ROW_GROUP_SLICES, unit.row_end))
+            elif (
+                last is not None
+                and last.uri == unit.uri
+                and last.rg_end == unit.rg_start
+                and last.rg_end - last.rg_start < ROW_GROUPS_PER_UNIT
+                and last.size + unit.size <= target
+            ):
+                out[-1] = replace(
+                    last, rg_end=unit.rg_end, row_end=last.row_end + unit.row_end, size=last.size + unit.size
+                )
+            else:
+                out.append(unit)
+        elif unit.fmt == "jsonl" and not unit.uri.endswith(".gz") and unit.size > target:
+            out += [replace(unit, byte_start=s, byte_end=s + target) for s in range(0, unit.size, target)]
+        else:
+            out.append(unit)
+    return out
+
+
+def _row_slices(unit: ReadUnit, n: int) -> list[ReadUnit]:
+    """A row group's piece as ``n`` units of (nearly) equal rows."""
+    rows = unit.row_end
+    bounds = [rows * k // n for k in range(n + 1)]
+    return [
+        replace(unit, row_start=a, row_end=b, row_offset=unit.row_offset + a, size=unit.size * (b - a) // rows)
+        for a, b in zip(bounds, bounds[1:], strict=False)
+    ]
 
 
 def _hidden(relative: str, fmt: str | None) -> bool:
@@ -150,7 +204,8 @@ def _text_type(dtype: pa.DataType) -> bool:
 def _parquet_units(
     fs: pafs.FileSystem, path: str, uri: str, id_column: str, text_column: str
 ) -> tuple[list[ReadUnit], str | None]:
-    """Units of a few row groups each, and the id column's kind; corrupt files fail here, naming the file."""
+    """One piece per row group (its rows, and its uncompressed bytes as ``size``), and the id column's kind; corrupt
+    files fail here, naming the file."""
     try:
         with fs.open_input_file(path) as fh:
             meta = pq.ParquetFile(fh).metadata
@@ -167,10 +222,13 @@ def _parquet_units(
         id_type = schema.field(id_column).type
         kind = ID_LONG if pa.types.is_integer(id_type) or pa.types.is_floating(id_type) else ID_STRING
     units, offset = [], 0
-    for start in range(0, meta.num_row_groups, ROW_GROUPS_PER_UNIT):
-        end = min(start + ROW_GROUPS_PER_UNIT, meta.num_row_groups)
-        units.append(ReadUnit(fmt="parquet", uri=uri, source=uri, rg_start=start, rg_end=end, row_offset=offset))
-        offset += sum(meta.row_group(i).num_rows for i in range(start, end))
+    for group in range(meta.num_row_groups):
+        rows, size = meta.row_group(group).num_rows, meta.row_group(group).total_byte_size
+        unit = ReadUnit(
+            "parquet", uri, uri, rg_start=group, rg_end=group + 1, row_offset=offset, row_end=rows, size=size
+        )
+        units.append(unit)
+        offset += rows
     return units, kind
 
 

@@ -1,4 +1,5 @@
-"""Executor-side readers: turn one planned read unit (a file, or a range of Parquet row groups) into documents.
+"""Executor-side readers: turn one planned read unit (a file, a byte range of one, or rows of Parquet row groups) into
+documents.
 
 Plain Python over streams and Arrow batches, unit-tested without Spark. Every row of every unit comes out as exactly
 one document row; rows that cannot be documents (malformed JSON, non-UTF-8 bytes, lone surrogates, a missing, empty
@@ -72,7 +73,8 @@ class ReadOptions:
 
 @dataclass(frozen=True)
 class ReadUnit:
-    """One task's share of the input: a whole file, or row groups ``[rg_start, rg_end)`` of a Parquet file."""
+    """One task's share of the input: a whole file, a byte range of a JSONL file, or rows of row groups
+    ``[rg_start, rg_end)`` of a Parquet file."""
 
     fmt: str  # parquet | jsonl | text | code
     uri: str
@@ -80,8 +82,10 @@ class ReadUnit:
     root: str = ""  # code: the directory the user named (repo root), for path metadata
     rg_start: int = 0
     rg_end: int = 0
-    row_offset: int = 0  # parquet: rows in the file before rg_start
-    size: int = 0
+    row_offset: int = 0  # parquet: rows in the file before the unit's first row
+    row_start: int = 0  # parquet: the unit's rows [row_start, row_end), counted from rg_start's first row
+    row_end: int = 0  # 0: to the end of rg_end - 1
+    size: int = 0  # bytes: the file's; a Parquet unit's, uncompressed
     byte_start: int = 0  # jsonl: the lines that start in [byte_start, byte_end); byte_end 0 is the whole file
     byte_end: int = 0
 
@@ -316,23 +320,37 @@ def read_unit(unit: ReadUnit, opts: ReadOptions, batch_rows: int = ARROW_BATCH_R
 
 
 def _parquet_rows(unit: ReadUnit, out: DocBuilder) -> Iterator[None]:
-    """The unit's row groups, each read in batches of as many rows as make about :data:`BATCH_TEXT_CHARS` of text
-    by the row group's own statistics (the text column's uncompressed size), at most :data:`ARROW_BATCH_ROWS`."""
+    """The unit's rows of its row groups, each group read in batches of as many rows as make about
+    :data:`BATCH_TEXT_CHARS` of text by the row group's own statistics (the text column's uncompressed size), at most
+    :data:`ARROW_BATCH_ROWS`.
+
+    A row slice of a row group (a large group cut into several units) reads the group from its start, since Parquet
+    cannot decode a page from its middle: batches before ``row_start`` are decoded and dropped, never made rows, and
+    the read stops at the batch holding ``row_end``."""
     fs, path = storage.resolve(unit.uri)
     positions = itertools.count(unit.row_offset)
+    end = unit.row_end or math.inf
     with fs.open_input_file(path) as fh:
         pf = pq.ParquetFile(fh)
         meta = pf.metadata
         leaves = [meta.schema.column(i).path for i in range(meta.num_columns)]
         text = leaves.index(out.opts.text_column) if out.opts.text_column in leaves else None
+        at = 0  # rows of the unit's row groups passed, counted from rg_start's first row
         for group in range(unit.rg_start, unit.rg_end):
             rows = ARROW_BATCH_ROWS
             if text is not None and meta.row_group(group).num_rows:
                 per_row = meta.row_group(group).column(text).total_uncompressed_size / meta.row_group(group).num_rows
                 rows = max(1, min(rows, int(BATCH_TEXT_CHARS / max(per_row, 1.0))))
             for batch in pf.iter_batches(batch_size=rows, row_groups=[group]):
+                first, at = at, at + batch.num_rows
+                if at <= unit.row_start:
+                    continue
+                if first < unit.row_start or at > end:
+                    batch = batch.slice(max(0, unit.row_start - first), min(at, end) - max(first, unit.row_start))
                 out.add_records(batch, unit.source, positions)
                 yield
+                if at >= end:
+                    return
 
 
 def _jsonl_rows(unit: ReadUnit, out: DocBuilder) -> Iterator[None]:

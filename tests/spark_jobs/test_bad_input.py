@@ -180,7 +180,7 @@ def outputs(spark, tmp_path_factory):
         max_file_bytes=MAX_FILE,
     )
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(plan_module, "JSONL_UNIT_BYTES", UNIT_BYTES)
+        patch.setattr(plan_module, "MAX_UNIT_BYTES", UNIT_BYTES)
         report = run(cfg, spark)
     by_source: dict[str, dict[str, list[dict]]] = {}
     for part in ("cleaned", "removed"):

@@ -13,10 +13,12 @@ import pyarrow.parquet as pq
 import pytest
 
 from spark_jobs.config import PipelineConfig
-from spark_jobs.documents import annotated_schema
+from spark_jobs.documents import annotated_schema, position_id
 from spark_jobs.ingest import IngestOptions, InputError, _read_units, ingest, plan_sources
-from spark_jobs.ingest.plan import plan_inputs
-from spark_jobs.ingest.readers import ReadOptions, read_unit
+from spark_jobs.ingest import plan as plan_module
+from spark_jobs.ingest.plan import MAX_ROW_GROUP_SLICES, cut, plan_inputs
+from spark_jobs.ingest.readers import ReadOptions, ReadUnit, read_unit
+from tests.spark_jobs.generated_docs import de_sentence, en_sentence, prose
 
 ROOT = Path(__file__).resolve().parents[2]
 PROSE = "First line of a document.\nSecond line here.\nThird line closes it."
@@ -105,8 +107,9 @@ def test_code_reader_metadata_and_invalid_files(corpus):
 
 def test_parquet_units_split_by_row_group_keep_ids_and_positions(corpus):
     plan = plan_inputs([str(corpus["dir"] / "c.parquet")], ".py", "id", "text")
-    assert len(plan.units) == 2 and plan.id_type == "long"  # 8 row groups, 4 per unit
-    rows = [r for u in plan.units for r in rows_of(read_unit(u, ReadOptions()))]
+    units = cut(plan.units, 4)
+    assert len(plan.units) == 8 and len(units) == 2 and plan.id_type == "long"  # small row groups, 4 per unit
+    rows = [r for u in units for r in rows_of(read_unit(u, ReadOptions()))]
     assert [r["doc_id"] for r in rows] == list(range(100, 150))
     assert json.loads(rows[3]["meta"]) == {"url": "https://example.org/3"}
 
@@ -115,8 +118,6 @@ def test_jsonl_byte_ranges_read_every_line_once_with_the_whole_files_ids(tmp_pat
     """However a file is cut (a cut inside a line, on a newline, right after one, inside a multi-byte character, inside
     a line over --max-doc-bytes), the ranges together give exactly the whole file's rows, ids and verdicts, in order."""
     import random
-
-    from spark_jobs.ingest import plan as plan_module
 
     rng = random.Random(0)
     lines = []
@@ -133,10 +134,65 @@ def test_jsonl_byte_ranges_read_every_line_once_with_the_whole_files_ids(tmp_pat
     too_large = [r for r in expected if (r["rule"] or "").startswith("too_large")]
     assert len(too_large) == sum(1 for line in lines if len(line) > 150) > 10
     for unit_bytes in (1, 2, 3, 7, 64, 1000, path.stat().st_size - 1):
-        monkeypatch.setattr(plan_module, "JSONL_UNIT_BYTES", unit_bytes)
-        cut = plan_inputs([str(path)], ".py", "id", "text")
-        assert len(cut.units) == -(-path.stat().st_size // unit_bytes)
-        assert [r for u in cut.units for r in rows_of(read_unit(u, opts))] == expected
+        monkeypatch.setattr(plan_module, "MAX_UNIT_BYTES", unit_bytes)
+        units = cut(whole.units, 1)
+        assert len(units) == -(-path.stat().st_size // unit_bytes)
+        assert [r for u in units for r in rows_of(read_unit(u, opts))] == expected
+
+
+def test_units_follow_the_input_size_and_the_parallelism():
+    """105 MB in one Parquet row group or one JSONL file: as many units as the parallelism asks (not one, not two
+    64 MB ones that leave cores idle), within the caps and never under the floor; a gzipped file stays whole (gzip is
+    not splittable)."""
+    mb = 1 << 20
+    group = ReadUnit(
+        "parquet", "file:///d/one.parquet", "file:///d/one.parquet", rg_end=1, row_end=39_000, size=105 * mb
+    )
+    for parallelism, slices in ((1, 2), (8, 8), (64, MAX_ROW_GROUP_SLICES)):
+        units = cut([group], parallelism)
+        assert len(units) == slices and units[0].row_start == 0 and units[-1].row_end == 39_000
+        assert all(a.row_end == b.row_start == b.row_offset for a, b in zip(units, units[1:], strict=False))
+    dump = ReadUnit("jsonl", "file:///d/dump.jsonl", "file:///d/dump.jsonl", size=105 * mb)
+    assert len(cut([dump], 1)) == 2  # the 64 MB cap
+    assert len(cut([dump], 8)) == 8
+    assert len(cut([dump], 1000)) == -(-105 * mb // plan_module.MIN_UNIT_BYTES)
+    assert all(u.byte_end - u.byte_start >= plan_module.MIN_UNIT_BYTES for u in cut([dump], 1000))
+    gz = ReadUnit("jsonl", "file:///d/dump.jsonl.gz", "file:///d/dump.jsonl.gz", size=105 * mb)
+    assert cut([gz], 8) == [gz]
+
+
+def write_one_big_row_group_then_small_ones(path: Path, rows: int) -> pa.Table:
+    """A Parquet file of one row group of ``rows`` rows, then five of 40: texts of varied length, some null, and no
+    id column (doc ids derive from row positions)."""
+    texts = [None if i % 97 == 5 else f"{i} " + "word " * (i % 37) for i in range(rows + 200)]
+    table = pa.table({"text": texts, "n": list(range(len(texts)))})
+    with pq.ParquetWriter(path, table.schema) as writer:
+        writer.write_table(table.slice(0, rows), row_group_size=rows)
+        for start in range(rows, rows + 200, 40):
+            writer.write_table(table.slice(start, 40))
+    return table
+
+
+@pytest.mark.parametrize("parallelism", [1, 3, 7, 40])
+def test_one_big_row_group_is_read_in_row_slices_with_the_unsplit_ids(tmp_path, monkeypatch, parallelism):
+    """A large row group becomes several units of row slices (crossing the reader's batches anywhere); together
+    they read exactly the file's rows, in order, with the doc ids of their positions in the file."""
+    monkeypatch.setattr(plan_module, "MIN_UNIT_BYTES", 1)
+    path = tmp_path / "one.parquet"
+    table = write_one_big_row_group_then_small_ones(path, 3000)
+    plan = plan_inputs([str(path)], ".py", "id", "text")
+    units = cut(plan.units, parallelism)
+    sliced = [u for u in units if u.rg_start == 0]
+    if parallelism == 1:  # the whole input is one unit's worth: no slices
+        assert len(sliced) == 1 and sliced[0].row_start == 0
+    else:
+        assert 2 <= len(sliced) <= MAX_ROW_GROUP_SLICES and (parallelism < 40 or len(sliced) == MAX_ROW_GROUP_SLICES)
+    rows = [r for u in units for r in rows_of(read_unit(u, ReadOptions()))]
+    source = path.as_uri()
+    assert [json.loads(r["meta"])["n"] for r in rows] == table.column("n").to_pylist()
+    assert [r["text"] for r in rows] == table.column("text").to_pylist()
+    assert [r["doc_id"] for r in rows] == [position_id(source, i) for i in range(table.num_rows)]
+    assert [r["rule"] for r in rows if r["rule"]] == ["null_text"] * sum(t is None for t in table["text"].to_pylist())
 
 
 def test_string_ids_switch_the_run_to_string_doc_ids(tmp_path):
@@ -229,3 +285,40 @@ def test_batches_are_cut_by_text_size(tmp_path, monkeypatch):
         batches = list(read_unit(unit, ReadOptions()))
         assert [r["text"] for b in batches for r in b.to_pylist()] == texts
         assert len(batches) >= 3 and all(sum(map(len, b.column("text").to_pylist())) < 2000 for b in batches)
+
+
+def test_one_row_group_file_runs_in_several_tasks_with_the_same_outputs(spark, tmp_path, monkeypatch):
+    """The same rows written as one row group and as many small ones: the one-group file is read by several tasks
+    (several part files of the first stage's copy), and ``cleaned/`` and ``removed/`` are the same rows in the same
+    order (ids from an id column; only ``source``, the file's path, differs)."""
+    import random
+
+    from spark_jobs.ordered import part_files
+    from spark_jobs.pipeline import run
+
+    monkeypatch.setattr(plan_module, "MIN_UNIT_BYTES", 1)
+    rng = random.Random(5)
+    texts = [prose(rng, rng.choice([en_sentence, en_sentence, de_sentence]), lines=3, per_line=1) for _ in range(1500)]
+    texts += [texts[i] for i in range(0, 1500, 10)]  # exact copies, later in the input: exact_dedup keeps the first
+    rng.shuffle(texts)
+    table = pa.table({"id": rng.sample(range(10**9), len(texts)), "text": texts})
+    outputs = {}
+    for name, group_rows in (("one", len(texts)), ("many", 50)):
+        (tmp_path / name).mkdir()
+        pq.write_table(table, tmp_path / name / "docs.parquet", row_group_size=group_rows)
+        cfg = PipelineConfig(
+            input=[str(tmp_path / name)], output=str(tmp_path / f"out-{name}"), stages="filter,langid,exact_dedup"
+        )
+        report = run(cfg, spark)
+        out = tmp_path / f"out-{name}"
+        first = next((out / "_stages").glob("00-*"))
+        parts = {
+            part: [{k: v for k, v in r.items() if k != "source"} for r in pq.read_table(out / part).to_pylist()]
+            for part in ("cleaned", "removed")
+        }
+        outputs[name] = (report["input"]["read_units"], len(part_files(str(first))), parts)
+    (units, tasks, one), (_, _, many) = outputs["one"], outputs["many"]
+    assert units >= 4 and tasks >= 2
+    assert one == many
+    assert len(one["cleaned"]) + len(one["removed"]) == len(texts)
+    assert {r["reason"] for r in one["removed"]} >= {"language", "exact_duplicate"}

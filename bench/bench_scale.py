@@ -1,0 +1,97 @@
+"""Scaling on the hard layout: the cleaning of ``bench_clean.py`` on 1x, 2x and 4x a corpus written as ONE Parquet
+file with ONE row group, ours against the "Pretraining LLMs" course's one-process ``datasets`` pipeline (not a test).
+
+    .venv/bin/python bench/bench_scale.py [--scale 8] [--cores 2] [--work DIR] [--png FILE]
+
+The corpus is ``common.corpus`` at ``--scale`` (8: about 107 MB), then 2x and 4x of it: copies of its rows with new
+ids, as the demo corpus's mirrors are (exact copies, which exact dedup removes). Each size is one Parquet file
+written by pyarrow with ``row_group_size`` = its row count: a reader that splits by row groups alone gets one task.
+Both sides are cold processes of their own, timed around the process (wall and CPU seconds, peak RSS of the process
+tree: ``bench/common.py``):
+
+* ours: ``python -m spark_jobs.pipeline --stages filter,langid,exact_dedup --master local[CORES]``;
+* reference: ``bench_clean.py``'s (``load_dataset("parquet")``, the course's filters, fastText, a hash set).
+
+Prints a table and writes a PNG (default ``WORK/bench_scale.png``): time and peak memory against input size, both
+sides.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import HEADER, corpus, measure, one_row_group, pipeline, row  # noqa: E402
+
+MULTIPLES = (1, 2, 4)
+
+
+def plot(results: list[dict], png: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, (time_ax, mem_ax) = plt.subplots(1, 2, figsize=(11, 4.5))
+    sizes = [r["mb"] for r in results]
+    for side, style in (("ours", "o-"), ("reference", "s--")):
+        time_ax.plot(sizes, [r[side]["seconds"] for r in results], style, label=side)
+        mem_ax.plot(sizes, [r[side]["tree_peak_mb"] for r in results], style, label=side)
+    time_ax.set(xlabel="MB of text (one Parquet file, one row group)", ylabel="wall seconds, cold process")
+    mem_ax.set(xlabel="MB of text (one Parquet file, one row group)", ylabel="peak RSS of the process tree, MB")
+    for axes in (time_ax, mem_ax):
+        axes.legend()
+        axes.set_ylim(bottom=0)
+    figure.suptitle("Cleaning (filter, langid, exact dedup) on one-row-group Parquet: ours vs the course's datasets")
+    figure.savefig(png, dpi=120, bbox_inches="tight")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--scale", type=int, default=8, help="demo corpus scale of 1x (8: about 107 MB; 1: about 2 MB)")
+    p.add_argument("--cores", type=int, default=2, help="cores of our local Spark (the reference uses one)")
+    p.add_argument("--work", type=Path, help="work directory (default: a new temporary one)")
+    p.add_argument("--png", type=Path, help="the plot (default WORK/bench_scale.png)")
+    args = p.parse_args()
+    work = args.work or Path(tempfile.mkdtemp(prefix="bench-scale-"))
+    work.mkdir(parents=True, exist_ok=True)
+    paths = corpus(work, args.scale)
+    clean = str(Path(__file__).with_name("bench_clean.py"))
+    results = []
+    for multiple in MULTIPLES:
+        data = work / f"x{multiple}"
+        data.mkdir(exist_ok=True)
+        docs, mb = one_row_group(paths, data / "corpus.parquet", multiple)
+        inputs = [str(data / "corpus.parquet")]
+        ours = measure(pipeline(inputs, work / f"ours-x{multiple}", "filter,langid,exact_dedup", args.cores),
+                       work / f"ours-x{multiple}.log")  # fmt: skip
+        kept = json.loads((work / f"ours-x{multiple}" / "report.json").read_text())["accounting"]["cleaned"]
+        (work / f"ref-x{multiple}").mkdir(exist_ok=True)
+        ref = measure([sys.executable, clean, "--reference", str(work / f"ref-x{multiple}"), *inputs],
+                      work / f"ref-x{multiple}.log")  # fmt: skip
+        ref_kept = json.loads((work / f"ref-x{multiple}.log").read_text().strip().splitlines()[-1])["kept"]
+        results.append({"multiple": multiple, "docs": docs, "mb": mb, "ours": ours, "reference": ref,
+                        "kept": kept, "ref_kept": ref_kept})  # fmt: skip
+        print(f"{multiple}x: {docs:,} docs, {mb:.1f} MB of text, one row group", flush=True)
+    print(f"corpus scale {args.scale}, one Parquet file of one row group per size; ours on local[{args.cores}]")
+    print(HEADER)
+    for r in results:
+        print(row(f"{r['multiple']}x ours", r["ours"], f"{r['mb']:.1f} MB, {r['docs']:,} docs -> {r['kept']:,} kept"))
+        ratio = r["reference"]["seconds"] / r["ours"]["seconds"]
+        print(row(f"{r['multiple']}x reference", r["reference"], f"-> {r['ref_kept']:,} kept; reference / ours "
+                  f"wall {ratio:.2f}x (above 1: ours is faster)"))  # fmt: skip
+    png = args.png or work / "bench_scale.png"
+    png.parent.mkdir(parents=True, exist_ok=True)
+    plot(results, png)
+    (png.with_suffix(".json")).write_text(json.dumps({"scale": args.scale, "cores": args.cores, "results": results},
+                                                     indent=1))  # fmt: skip
+    print(f"wrote {png} and {png.with_suffix('.json')}")
+
+
+if __name__ == "__main__":
+    main()
