@@ -212,7 +212,7 @@ def summarize(report: dict[str, Any], manifest: dict[str, Any], curves: dict[int
 
 
 def overlapping(results: dict[str, dict[str, Any]]) -> list[tuple[str, str]]:
-    """Pairs of variants whose seeds' final losses overlap (min-max): their difference is within the seed noise."""
+    """Pairs of variants whose seeds' final losses overlap (min-max): their difference is within the noise across seeds."""
     names = list(results)
     return [
         (a, b)
@@ -235,12 +235,12 @@ def table(results: dict[str, dict[str, Any]], train_tokens: int, seeds: int) -> 
         lines.append(line)
     if seeds > 1:
         pairs = overlapping(results)
-        lines += [f"within the seed spread: {a} and {b}" for a, b in pairs] or ["no two variants overlap across seeds"]
+        lines += [f"within the spread across seeds: {a} and {b}" for a, b in pairs] or ["no two variants overlap across seeds"]
     return "\n".join(lines)
 
 
 def plot(results: dict[str, dict[str, Any]], eval_variant: str, path: Path) -> None:
-    """Eval loss against tokens seen, one line per variant (the seed mean), the seeds' min-max as a band."""
+    """Eval loss against tokens seen, one line per variant (the mean over seeds), the seeds' min-max as a band."""
     import matplotlib
 
     matplotlib.use("Agg")

@@ -27,8 +27,8 @@ How, and why this way:
 
 Decided behaviour for chains: A~B and B~C (both at or above the threshold) but A and C below it. Connected
 components put all three in one group, so A (the smallest) is kept and B *and* C are removed with
-``duplicate_of = A``, although C is not itself similar to A. That is the SPEC's definition (a duplicate group is
-a connected component) and the usual choice for pretraining data: C adds little that B did not, and any
+``duplicate_of = A``, although C is not itself similar to A. That is this project's definition (a duplicate group
+is a connected component) and the usual choice for pretraining data: C adds little that B did not, and any
 pairwise-only rule depends on the order documents are seen. The ``rule`` of each removed document shows its
 estimated Jaccard to the kept one, so chain members (low estimate) are visible in ``removed/``.
 

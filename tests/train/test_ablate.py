@@ -67,7 +67,7 @@ def test_langid_beats_no_filtering_on_held_out_english(tmp_path: Path) -> None:
     assert variants["none"]["docs"] == 400 and variants["langid"]["docs"] < 400
     assert variants["langid"]["tokens"] < variants["none"]["tokens"]
 
-    # The effect, beyond the seed spread: langid's worst seed beats none's best.
+    # The effect, beyond the spread across seeds: langid's worst seed beats none's best.
     assert variants["langid"]["loss_max"] < variants["none"]["loss_min"], variants
     assert "no two variants overlap across seeds" in done.stdout
 
@@ -118,7 +118,7 @@ def test_table_names_variants_within_the_seed_spread() -> None:
 
     results = {"a": result(5.0, 5.2), "b": result(5.1, 5.3), "c": result(5.4, 5.5)}
     text = table(results, train_tokens=500, seeds=2)
-    assert text.splitlines()[-1] == "within the seed spread: a and b"
+    assert text.splitlines()[-1] == "within the spread across seeds: a and b"
     assert [line.split()[0] for line in text.splitlines()[2:5]] == ["a", "b", "c"]  # best first
     assert "within" not in table({"a": results["a"], "c": results["c"]}, train_tokens=500, seeds=2)
 
