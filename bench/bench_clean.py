@@ -24,15 +24,16 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import HEADER, corpus, describe, measure, pipeline, row  # noqa: E402
+from common import HEADER, ROOT, corpus, describe, measure, pipeline, row  # noqa: E402
 
 
-def reference(paths: list[str], out: Path) -> None:
-    """The course's cleaning in this process (of JSONL files, or Parquet ones); prints its step times and counts as
-    the last line (JSON)."""
+def reference(paths: list[str], out: Path, seq_len: int | None = None) -> None:
+    """The course's cleaning in this process (of JSONL files, or Parquet ones), then its packing into ``seq_len``
+    tokens when given; prints its step times and counts as the last line (JSON)."""
     import hashlib
     import heapq
     import importlib.resources
@@ -84,7 +85,33 @@ def reference(paths: list[str], out: Path) -> None:
     step = time.perf_counter()
     ds.to_parquet(str(out / "cleaned.parquet"))
     steps["write"] = time.perf_counter() - step
+    if seq_len:
+        steps.update(pack(ds, seq_len, out))
     print(json.dumps({"docs_in": docs_in, "kept": len(ds), "steps": steps}))
+
+
+def pack(ds: Any, seq_len: int, out: Path) -> dict[str, float]:
+    """The course's packing: ``Dataset.map`` tokenizing each text with BOS and EOS around it, one concatenation, cut
+    into rows of ``seq_len`` (the remainder dropped), written to Parquet; the same tokenizer as ours."""
+    import datasets
+    import numpy as np
+
+    sys.path.insert(0, str(ROOT))
+    from slm_common.tokenizer import load_tokenizer
+
+    tok = load_tokenizer()
+    bos, eos = tok.bos_token_id, tok.eos_token_id
+
+    def tokenization(example: dict) -> dict:
+        return {"input_ids": [bos, *tok.convert_tokens_to_ids(tok.tokenize(example["text"])), eos]}
+
+    start = time.perf_counter()
+    ds = ds.map(tokenization, load_from_cache_file=False, remove_columns=ds.column_names)
+    tokenized = time.perf_counter()
+    ids = np.concatenate([np.asarray(row, dtype=np.int32) for row in ds["input_ids"]])
+    ids = ids[: len(ids) - len(ids) % seq_len].reshape(-1, seq_len)
+    datasets.Dataset.from_dict({"input_ids": ids.tolist()}).to_parquet(str(out / "packed.parquet"))
+    return {"tokenize": tokenized - start, "pack": time.perf_counter() - tokenized}
 
 
 def main() -> None:
@@ -92,10 +119,11 @@ def main() -> None:
     p.add_argument("--scale", type=int, default=8, help="demo corpus scale (8: about 107 MB; 1: about 2 MB)")
     p.add_argument("--cores", type=int, default=2, help="cores of our local Spark (the reference uses one)")
     p.add_argument("--work", type=Path, help="work directory (default: a new temporary one)")
+    p.add_argument("--seq-len", type=int, help=argparse.SUPPRESS)  # the reference packs too (bench_scale.py)
     p.add_argument("--reference", nargs="+", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.reference:
-        return reference(args.reference[1:], Path(args.reference[0]))
+        return reference(args.reference[1:], Path(args.reference[0]), args.seq_len)
 
     work = args.work or Path(tempfile.mkdtemp(prefix="bench-clean-"))
     work.mkdir(parents=True, exist_ok=True)

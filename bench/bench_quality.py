@@ -42,7 +42,9 @@ from spark_jobs.session import ARROW_BATCH_ROWS  # noqa: E402
 def batches(paths: list[str]) -> list[pa.RecordBatch]:
     """The corpus's ``doc_id``, ``text`` and ``kind`` in batches of the pipeline's size."""
     tables = [pj.read_json(path) for path in paths]
-    table = pa.concat_tables([t.select(["id", "text", "kind"]).rename_columns(["doc_id", "text", "kind"]) for t in tables])
+    table = pa.concat_tables(
+        [t.select(["id", "text", "kind"]).rename_columns(["doc_id", "text", "kind"]) for t in tables]
+    )
     return table.to_batches(max_chunksize=ARROW_BATCH_ROWS)
 
 

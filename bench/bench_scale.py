@@ -1,19 +1,25 @@
-"""Scaling on the hard layout: the cleaning of ``bench_clean.py`` on 1x, 2x and 4x a corpus written as ONE Parquet
-file with ONE row group, ours against the "Pretraining LLMs" course's one-process ``datasets`` pipeline (not a test).
+"""Scaling on the hard layout: the cleaning of ``bench_clean.py`` (and packing) on 1x, 2x and 4x a corpus written as
+ONE Parquet file with ONE row group, ours against the "Pretraining LLMs" course's one-process ``datasets`` pipeline
+(not a test).
 
-    .venv/bin/python bench/bench_scale.py [--scale 8] [--cores 2] [--work DIR] [--png FILE]
+    .venv/bin/python bench/bench_scale.py [--corpus demo|mixed] [--scale 8] [--stages S] [--seq-len 32]
+                                          [--multiples 1,2,4] [--cores 2] [--work DIR] [--png FILE]
 
-The corpus is ``common.corpus`` at ``--scale`` (8: about 107 MB), then 2x and 4x of it: copies of its rows with new
-ids, as the demo corpus's mirrors are (exact copies, which exact dedup removes). Each size is one Parquet file
-written by pyarrow with ``row_group_size`` = its row count: a reader that splits by row groups alone gets one task.
-Both sides are cold processes of their own, timed around the process (wall and CPU seconds, peak RSS of the process
-tree: ``bench/common.py``):
+The corpus is ``common.corpus`` at ``--scale`` (8: about 107 MB, 83% code) or ``common.mixed_corpus`` (about 94 MB:
+31,000 short documents in many languages, legal texts, source files with a few huge ones, some prose), then 2x and
+4x of it: copies of its rows with new ids, as the demo corpus's mirrors are (exact copies, which exact dedup
+removes). Each size is one Parquet file written by pyarrow with ``row_group_size`` = its row count: a reader that
+splits by row groups alone gets one task. Both sides are cold processes of their own, timed around the process
+(wall and CPU seconds, peak RSS of the process tree: ``bench/common.py``):
 
-* ours: ``python -m spark_jobs.pipeline --stages filter,langid,exact_dedup --master local[CORES]``;
-* reference: ``bench_clean.py``'s (``load_dataset("parquet")``, the course's filters, fastText, a hash set).
+* ours: ``python -m spark_jobs.pipeline --stages STAGES --master local[CORES]`` (default
+  ``filter,langid,exact_dedup``; with ``pack``, ``--seq-len`` too);
+* reference: ``bench_clean.py``'s (``load_dataset("parquet")``, the course's filters, fastText, a hash set), and
+  when ours packs, the course's packing (``Dataset.map`` tokenizing with the same tokenizer, one concatenation, rows
+  of ``--seq-len``).
 
-Prints a table and writes a PNG (default ``WORK/bench_scale.png``): time and peak memory against input size, both
-sides.
+Prints a table and writes a PNG (default ``WORK/bench_scale.png``) and its figures as JSON: time and peak memory
+against input size, both sides.
 """
 
 from __future__ import annotations
@@ -26,12 +32,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import HEADER, corpus, measure, one_row_group, pipeline, row  # noqa: E402
-
-MULTIPLES = (1, 2, 4)
+from common import HEADER, corpus, measure, mixed_corpus, one_row_group, pipeline, row  # noqa: E402
 
 
-def plot(results: list[dict], png: Path) -> None:
+def plot(results: list[dict], png: Path, stages: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -47,7 +51,7 @@ def plot(results: list[dict], png: Path) -> None:
     for axes in (time_ax, mem_ax):
         axes.legend()
         axes.set_ylim(bottom=0)
-    figure.suptitle("Cleaning (filter, langid, exact dedup) on one-row-group Parquet: ours vs the course's datasets")
+    figure.suptitle(f"{stages} on one-row-group Parquet: ours vs the course's datasets pipeline")
     figure.savefig(png, dpi=120, bbox_inches="tight")
 
 
@@ -57,28 +61,44 @@ def main() -> None:
     p.add_argument("--cores", type=int, default=2, help="cores of our local Spark (the reference uses one)")
     p.add_argument("--work", type=Path, help="work directory (default: a new temporary one)")
     p.add_argument("--png", type=Path, help="the plot (default WORK/bench_scale.png)")
+    p.add_argument(
+        "--corpus",
+        choices=("demo", "mixed"),
+        default="demo",
+        help="demo: the demo corpus at --scale; mixed: common.mixed_corpus (about 94 MB, --scale unused)",
+    )
+    p.add_argument("--stages", default="filter,langid,exact_dedup", help="our stages; with pack, both sides pack")
+    p.add_argument("--seq-len", type=int, default=32, help="sequence length of both sides' packing")
+    p.add_argument("--multiples", default="1,2,4", help="sizes to run, as multiples of the corpus")
     args = p.parse_args()
     work = args.work or Path(tempfile.mkdtemp(prefix="bench-scale-"))
     work.mkdir(parents=True, exist_ok=True)
-    paths = corpus(work, args.scale)
+    if args.corpus == "mixed":
+        mixed_corpus(work / "mixed.parquet")
+        paths = [str(work / "mixed.parquet")]
+    else:
+        paths = corpus(work, args.scale)
+    packs = "pack" in args.stages.split(",")
+    ours_extra = ["--seq-len", str(args.seq_len)] if packs else []
     clean = str(Path(__file__).with_name("bench_clean.py"))
     results = []
-    for multiple in MULTIPLES:
+    for multiple in map(int, args.multiples.split(",")):
         data = work / f"x{multiple}"
         data.mkdir(exist_ok=True)
         docs, mb = one_row_group(paths, data / "corpus.parquet", multiple)
         inputs = [str(data / "corpus.parquet")]
-        ours = measure(pipeline(inputs, work / f"ours-x{multiple}", "filter,langid,exact_dedup", args.cores),
+        ours = measure(pipeline(inputs, work / f"ours-x{multiple}", args.stages, args.cores, *ours_extra),
                        work / f"ours-x{multiple}.log")  # fmt: skip
         kept = json.loads((work / f"ours-x{multiple}" / "report.json").read_text())["accounting"]["cleaned"]
         (work / f"ref-x{multiple}").mkdir(exist_ok=True)
-        ref = measure([sys.executable, clean, "--reference", str(work / f"ref-x{multiple}"), *inputs],
+        ref = measure([sys.executable, clean, "--reference", str(work / f"ref-x{multiple}"), *inputs, *ours_extra],
                       work / f"ref-x{multiple}.log")  # fmt: skip
         ref_kept = json.loads((work / f"ref-x{multiple}.log").read_text().strip().splitlines()[-1])["kept"]
         results.append({"multiple": multiple, "docs": docs, "mb": mb, "ours": ours, "reference": ref,
                         "kept": kept, "ref_kept": ref_kept})  # fmt: skip
         print(f"{multiple}x: {docs:,} docs, {mb:.1f} MB of text, one row group", flush=True)
-    print(f"corpus scale {args.scale}, one Parquet file of one row group per size; ours on local[{args.cores}]")
+    print(f"corpus {args.corpus} (scale {args.scale}), stages {args.stages}, one Parquet file of one row group per "
+          f"size; ours on local[{args.cores}]")  # fmt: skip
     print(HEADER)
     for r in results:
         print(row(f"{r['multiple']}x ours", r["ours"], f"{r['mb']:.1f} MB, {r['docs']:,} docs -> {r['kept']:,} kept"))
@@ -87,9 +107,9 @@ def main() -> None:
                   f"wall {ratio:.2f}x (above 1: ours is faster)"))  # fmt: skip
     png = args.png or work / "bench_scale.png"
     png.parent.mkdir(parents=True, exist_ok=True)
-    plot(results, png)
-    (png.with_suffix(".json")).write_text(json.dumps({"scale": args.scale, "cores": args.cores, "results": results},
-                                                     indent=1))  # fmt: skip
+    plot(results, png, args.stages)
+    facts = {"corpus": args.corpus, "scale": args.scale, "stages": args.stages, "cores": args.cores}
+    png.with_suffix(".json").write_text(json.dumps({**facts, "results": results}, indent=1))
     print(f"wrote {png} and {png.with_suffix('.json')}")
 
 

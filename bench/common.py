@@ -46,7 +46,7 @@ def corpus(work: Path, scale: int) -> list[str]:
 
 
 def one_row_group(paths: list[str], target: Path, multiple: int = 1) -> tuple[int, float]:
-    """The flattened corpus (:func:`corpus`), ``multiple`` times over (copies with new ids, as the demo corpus's
+    """The flattened corpus (:func:`corpus`, or Parquet files such as :func:`mixed_corpus`'s), ``multiple`` times over (copies with new ids, as the demo corpus's
     mirrors are), as ONE Parquet file of ONE row group, the layout a reader that splits by row groups alone reads in
     one task; its rows and MB of text."""
     import pyarrow as pa
@@ -54,7 +54,8 @@ def one_row_group(paths: list[str], target: Path, multiple: int = 1) -> tuple[in
     import pyarrow.json as pj
     import pyarrow.parquet as pq
 
-    base = pa.concat_tables(pj.read_json(p) for p in paths).select(["id", "text", "kind"])
+    base = pa.concat_tables(pq.read_table(p) if p.endswith(".parquet") else pj.read_json(p) for p in paths)
+    base = base.select(["id", "text", "kind"])
     copies = [base.set_column(0, "id", pc.add(base["id"], k * base.num_rows)) for k in range(multiple)]
     table = pa.concat_tables(copies).combine_chunks()
     pq.write_table(table, target, row_group_size=table.num_rows)
@@ -129,3 +130,93 @@ def row(name: str, m: dict[str, Any], note: str = "") -> str:
 
 
 HEADER = f"{'':<28} {'wall s':>8} {'CPU s':>8} {'tree MB':>10} {'proc MB':>10}"
+
+
+# The "mixed" corpus: the shape of a real crawl-and-code dump, built from files this machine already has.
+SOURCE_SUFFIXES = (".py", ".js", ".c", ".h", ".java", ".scala", ".rs", ".go", ".sh", ".pyx")
+
+
+def mixed_corpus(target: Path, short_docs: int = 31_000, code_mb: float = 60.0) -> tuple[int, float]:
+    """A corpus shaped like a real dump (many tiny documents in many languages, legal texts full of boilerplate,
+    source files with a few huge vendored ones, some English prose), written as ONE Parquet file of ONE row group
+    (``id``, ``text``, ``kind``); its rows and MB of text. Everything is read from this machine, in a fixed order:
+
+    * short documents: the translations in the gettext catalogs under ``/usr/share/locale`` (one language per
+      catalog), a few messages to a document of a few hundred bytes: the first few of every catalog, then
+      ``short_docs`` of them chosen by a hash of their text;
+    * legal texts: Debian's ``/usr/share/doc/*/copyright`` files and ``/usr/share/common-licenses``, and the licence
+      files of the installed Python packages;
+    * code: source files of the installed Python packages and the standard library (every file over 1 MB, then
+      others by a hash of their path until about ``code_mb`` MB);
+    * prose: the Python documentation's topics (``pydoc_data``) and the standard library's module docstrings.
+
+    On a machine without some of these (no gettext catalogs, say), that part is smaller; the table printed with the
+    figures says what was read."""
+    import hashlib
+    import sysconfig
+
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    catalogs = sorted(Path("/usr/share/locale").glob("*/LC_MESSAGES/*.mo"))
+    each = 2 * short_docs // max(1, len(catalogs)) + 1
+    short = [doc for mo in catalogs for doc in _catalog_documents(mo.read_bytes())[:each]]
+    short = sorted(short, key=lambda t: hashlib.md5(t.encode()).digest())[:short_docs]
+    texts = [(doc, "text") for doc in short]
+    print(f"mixed corpus: {len(texts):,} short documents from {len(catalogs):,} gettext catalogs", flush=True)
+    legal = sorted(Path("/usr/share/doc").glob("*/copyright")) + sorted(
+        p for p in Path("/usr/share/common-licenses").glob("*") if p.is_file()
+    )
+    roots = sorted({Path(sysconfig.get_paths()[k]) for k in ("purelib", "platlib", "stdlib")})
+    for root in roots:
+        legal += sorted(
+            p for p in root.glob("*.dist-info/**/*") if p.name.upper().startswith(("LICEN", "COPYING")) and p.is_file()
+        )
+    texts += [(t, "text") for t in map(_read, legal) if t.strip()]
+    print(f"mixed corpus: {len(legal):,} legal texts", flush=True)
+    sources = sorted({p for root in roots for p in root.rglob("*") if p.suffix in SOURCE_SUFFIXES and p.is_file()})
+    sizes = {p: p.stat().st_size for p in sources}
+    chosen = [p for p in sources if sizes[p] > 1_000_000]
+    budget = code_mb * MB - sum(sizes[p] for p in chosen)
+    for p in sorted(sources, key=lambda p: hashlib.md5(str(p).encode()).digest()):
+        if budget <= 0:
+            break
+        if p not in chosen and sizes[p] > 0:
+            chosen.append(p)
+            budget -= sizes[p]
+    texts += [(t, "code") for t in map(_read, sorted(chosen)) if t.strip()]
+    print(f"mixed corpus: {len(chosen):,} source files, {sum(sizes[p] for p in chosen) / MB:.1f} MB", flush=True)
+    import pydoc_data.topics
+
+    texts += [(t, "text") for t in pydoc_data.topics.topics.values() if len(t) > 200]
+    order = sorted(range(len(texts)), key=lambda i: hashlib.md5(texts[i][0].encode()).digest())  # kinds mixed
+    table = pa.table({"id": pa.array(range(len(order)), pa.int64()), "text": [texts[i][0] for i in order],
+                      "kind": [texts[i][1] for i in order]})  # fmt: skip
+    pq.write_table(table, target, row_group_size=table.num_rows)
+    return table.num_rows, pc.sum(pc.binary_length(table["text"])).as_py() / MB
+
+
+def _read(path: Path) -> str:
+    return path.read_text(encoding="utf-8", errors="replace")
+
+
+def _catalog_documents(data: bytes, size: int = 300) -> list[str]:
+    """The translated messages of one gettext ``.mo`` catalog (the format's header: magic, revision, count, offsets of
+    the original and translated tables), grouped into documents of about ``size`` bytes."""
+    import struct
+
+    if len(data) < 20:
+        return []
+    endian = "<" if data[:4] == b"\xde\x12\x04\x95" else ">"
+    count, _, translated = struct.unpack(endian + "III", data[8:20])
+    docs, current = [], ""
+    for i in range(1, count):  # entry 0 is the catalog's own header
+        length, offset = struct.unpack(endian + "II", data[translated + 8 * i : translated + 8 * i + 8])
+        message = data[offset : offset + length].split(b"\0")[0].decode("utf-8", errors="replace").strip()
+        if message:
+            current = f"{current}\n{message}" if current else message
+        if len(current) >= size:
+            docs.append(current)
+            current = ""
+    return docs
