@@ -76,12 +76,16 @@ def _sources(root: Traversable, prefix: str) -> Iterator[tuple[str, bytes]]:
 
 
 def finished(directory: str, stage_key: str) -> dict[str, Any] | None:
-    """The marker of ``directory`` when it was completed under ``stage_key``, else None."""
+    """The marker of ``directory`` when it was completed under ``stage_key``, else None (also when the marker is
+    not a whole JSON object)."""
     marker = storage.join(directory, MARKER)
     if not storage.exists(marker):
         return None
-    found = json.loads(storage.read_text(marker))
-    return found if found.get("key") == stage_key else None
+    try:
+        found = json.loads(storage.read_text(marker))
+    except ValueError:  # cut short (a disk that filled up where a write is not atomic): never finished
+        return None
+    return found if isinstance(found, dict) and found.get("key") == stage_key else None
 
 
 def invalidate(directory: str) -> None:

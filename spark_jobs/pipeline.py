@@ -21,6 +21,7 @@ Every output directory is reused when its marker's key matches (:mod:`spark_jobs
 from __future__ import annotations
 
 import json
+import re
 import sys
 import time
 from collections import Counter
@@ -295,11 +296,28 @@ def summary(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def no_space(text: str, out: str) -> str:
+    """The one line for a full disk: the path under ``out`` that the error's ``text`` names (else ``out``), the
+    space left there and what to do."""
+    base = storage.spark_path(out).rstrip("/")
+    found = re.search(re.escape(base) + r"[^\s'\"]*", text)
+    where = out.rstrip("/") + found.group()[len(base) :].rstrip(".,:;") if found else out
+    free = storage.free_bytes(out)
+    room = f" ({free // 2**20} MB free there)" if free is not None else ""
+    reuse = "free space and rerun: finished stages are reused"
+    return f"error: no space left on device while writing {where}{room}; {reuse}"
+
+
 def main(argv: list[str] | None = None) -> int:
     cfg = PipelineConfig.from_args(argv)
     try:
         report = run(cfg)
-    except (InputError, RuntimeError, ValueError) as err:
+    except Exception as err:
+        if (text := storage.out_of_space(err)) is not None:
+            print(no_space(text, cfg.output), file=sys.stderr)
+            return 1
+        if not isinstance(err, (InputError, RuntimeError, ValueError)):
+            raise
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(summary(report))

@@ -7,8 +7,11 @@ Hadoop's ``s3a://`` is mapped to pyarrow's ``s3://`` so one URI works for both.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import io
 import os
+import shutil
 from typing import IO
 
 import pyarrow.fs as pafs
@@ -56,9 +59,47 @@ def write_text(uri: str, text: str) -> None:
     parent = path.rsplit("/", 1)[0]
     fs.create_dir(parent, recursive=True)
     tmp = path + ".tmp"
-    with fs.open_output_stream(tmp) as fh:
-        fh.write(text.encode("utf-8"))
-    fs.move(tmp, path)
+    try:
+        with fs.open_output_stream(tmp) as fh:
+            fh.write(text.encode("utf-8"))
+        fs.move(tmp, path)
+    except OSError as err:  # a full disk: no half-written file is left behind, and the error names the file
+        with contextlib.suppress(OSError):
+            fs.delete_file(tmp)
+        if err.errno is None:
+            raise
+        raise OSError(err.errno, err.strerror, uri) from err
+
+
+NO_SPACE = os.strerror(errno.ENOSPC)
+"""What a full disk says, in Python's errors and Java's alike ("No space left on device" on Linux)."""
+
+
+def out_of_space(err: BaseException | None) -> str | None:
+    """The text of the error in ``err``'s chain (``err``, what it was raised from or while handling) that says a disk
+    is full, else None. Spark passes a Java ``IOException`` on only as text: a ``Py4JJavaError`` whose message ends
+    in its chain of "Caused by:" lines (pyspark's own exceptions keep that error as their ``__context__``)."""
+    seen = set()
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        try:
+            text = str(err)
+        except Exception:  # a Py4JJavaError asks the JVM for its text, and the JVM may be gone
+            text = ""
+        if getattr(err, "errno", None) == errno.ENOSPC or NO_SPACE in text:
+            return text
+        err = err.__cause__ or err.__context__
+    return None
+
+
+def free_bytes(uri: str) -> int | None:
+    """Free bytes on the local disk that holds ``uri`` (or would), None for other file systems' URIs."""
+    if "://" in uri and not uri.startswith("file://"):
+        return None
+    path = resolve(uri)[1]
+    while not os.path.exists(path) and path != os.path.dirname(path):
+        path = os.path.dirname(path)
+    return shutil.disk_usage(path).free
 
 
 def open_input(uri: str) -> IO[bytes]:

@@ -37,13 +37,19 @@ def outputs(out: Path) -> tuple[list[dict], list[dict], dict]:
     return pq.read_table(out / "cleaned").to_pylist(), pq.read_table(out / "removed").to_pylist(), report["accounting"]
 
 
-def test_driver_killed_mid_run_then_rerun_equals_an_uninterrupted_run(spark, tmp_path: Path) -> None:
+def write_corpus(directory: Path) -> int:
+    """A small JSONL corpus in ``directory`` (prose with near and exact duplicates); returns its document count."""
     rng = random.Random(5)
     texts = [prose(rng, en_sentence, lines=5) for _ in range(150)]
     texts += [mutate(t, 0.02, rng) for t in texts[:30]] + texts[:20]  # near and exact duplicates to remove
-    (tmp_path / "in").mkdir()
-    with (tmp_path / "in" / "docs.jsonl").open("w") as fh:
+    directory.mkdir()
+    with (directory / "docs.jsonl").open("w") as fh:
         fh.writelines(json.dumps({"id": i, "text": t}) + "\n" for i, t in enumerate(texts))
+    return len(texts)
+
+
+def test_driver_killed_mid_run_then_rerun_equals_an_uninterrupted_run(spark, tmp_path: Path) -> None:
+    docs = write_corpus(tmp_path / "in")
     run(PipelineConfig.from_args(argv(tmp_path / "in", tmp_path / "clean")), spark)
 
     out = tmp_path / "out"
@@ -68,4 +74,4 @@ def test_driver_killed_mid_run_then_rerun_equals_an_uninterrupted_run(spark, tmp
     run(PipelineConfig.from_args(argv(tmp_path / "in", out)), spark)
     cleaned, removed, accounting = outputs(out)
     assert (cleaned, removed, accounting) == outputs(tmp_path / "clean")
-    assert accounting["removed"] > 0 and accounting["input"] == len(texts)
+    assert accounting["removed"] > 0 and accounting["input"] == docs
