@@ -39,7 +39,7 @@ from spark_jobs.config import PipelineConfig
 from spark_jobs.documents import ANNOTATIONS, DOC_COLUMNS, REASON_INVALID, hint_small, is_small
 from spark_jobs.ingest import IngestOptions, InputError, check_ingested, ingest, plan_sources
 from spark_jobs.ordered import ORDER, part_files, read_in_order, sorted_by_order
-from spark_jobs.session import get_spark
+from spark_jobs.session import default_archive_dir, get_spark
 from spark_jobs.stage import CorpusStage, RowStage, StageView
 
 
@@ -105,6 +105,7 @@ def run(cfg: PipelineConfig, spark: SparkSession | None = None) -> dict[str, Any
         shuffle_partitions=cfg.shuffle_partitions,
         driver_memory=cfg.driver_memory,
         java_options=cfg.driver_java_options,
+        class_archive=default_archive_dir() if cfg.class_archive == "auto" else cfg.class_archive,
     )
     out = cfg.output
     spark.sparkContext.setCheckpointDir(storage.spark_path(storage.join(out, "_checkpoints")))

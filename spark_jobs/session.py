@@ -8,8 +8,14 @@ when asked (tests), so parallel test runs don't fight over port 4040.
 
 from __future__ import annotations
 
+import atexit
+import hashlib
+import json
 import os
+import shutil
+import subprocess
 import sys
+import time
 
 from pyspark.sql import SparkSession
 
@@ -32,6 +38,75 @@ Parquet's column vectors and the rows of a big file are such arrays. docs/benchm
 """
 
 
+def default_archive_dir() -> str:
+    """Where local runs keep the driver JVM's class archive: the user's cache directory."""
+    cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(cache, "slm-pretrain", "jvm")
+
+
+def class_archive_options(directory: str, java_options: str) -> str:
+    """JVM options that start the driver from a class archive (HotSpot's dynamic class data sharing), or record one.
+
+    A local run's JVM spends seconds loading and linking Spark's classes before its first job and warming up on it;
+    mapped from an archive that an earlier run wrote, the same start takes about half as long (docs/benchmarks.md).
+    The archive belongs to one JVM, one set of Spark jars and one set of JVM options (its file name hashes them), so
+    a changed installation records a new one. The first run records it: the JVM writes it when it exits, under a
+    temporary name that :func:`_keep_archive` renames once the JVM has exited cleanly, so a cut-short archive is never
+    served (HotSpot maps the file and would crash on a truncated one). ``directory`` empty: no archive.
+    """
+    home = os.environ.get("JAVA_HOME")
+    java = (home and shutil.which("java", path=os.path.join(home, "bin"))) or shutil.which("java")
+    if not directory or not java or any(c.isspace() for c in directory):
+        return ""
+    java = os.path.realpath(java)
+    jars = os.path.join(_spark_home(), "jars")
+    stamp: list = [java, os.stat(java).st_mtime_ns, java_options]
+    if os.path.isdir(jars):
+        stamp += sorted((name, os.path.getsize(os.path.join(jars, name))) for name in os.listdir(jars))
+    name = "spark-" + hashlib.sha256(json.dumps(stamp).encode()).hexdigest()[:16] + ".jsa"
+    final = os.path.join(directory, name)
+    quiet = "-Xlog:cds=off -Xlog:cds+dynamic=off"  # an archive that does not match is ignored, without warnings
+    if os.path.isfile(final):
+        return f"-XX:SharedArchiveFile={final} {quiet}"
+    try:
+        os.makedirs(directory, exist_ok=True)
+        for old in os.listdir(directory):  # recordings of runs killed before they could keep them, after an hour
+            path = os.path.join(directory, old)
+            if old.startswith(name + ".") and time.time() - os.path.getmtime(path) > 3600:
+                os.remove(path)
+    except OSError:
+        return ""
+    recording = f"{final}.{os.getpid()}.tmp"
+    atexit.register(_keep_archive, recording, final)
+    return f"-XX:ArchiveClassesAtExit={recording} {quiet}"
+
+
+def _keep_archive(recording: str, final: str) -> None:
+    """At the driver's exit: stop Spark, let the JVM exit (it writes the archive then), keep the archive."""
+    from pyspark import SparkContext
+
+    proc = getattr(SparkContext._gateway, "proc", None)
+    try:
+        if SparkContext._active_spark_context is not None:
+            SparkContext._active_spark_context.stop()
+        if proc is not None and proc.stdin is not None and proc.poll() is None:
+            print("saving the JVM's class archive for faster starts (once)", file=sys.stderr, flush=True)
+            proc.stdin.close()  # the JVM exits at the end of its input
+            if proc.wait(timeout=300) == 0 and os.path.getsize(recording) > 0:
+                os.replace(recording, final)
+    except (OSError, subprocess.TimeoutExpired):
+        pass
+    finally:
+        if os.path.exists(recording):
+            os.remove(recording)
+
+
+def _spark_home() -> str:
+    from pyspark.find_spark_home import _find_spark_home
+
+    return _find_spark_home()
+
+
 def launched_by_spark_submit() -> bool:
     """spark-submit starts the Python driver with a gateway into its own JVM; a plain ``python`` run has none."""
     return "PYSPARK_GATEWAY_PORT" in os.environ
@@ -44,11 +119,13 @@ def get_spark(
     driver_memory: str = "4g",
     ui: bool | None = None,
     java_options: str = LOCAL_JAVA_OPTIONS,
+    class_archive: str = "",
 ) -> SparkSession:
     """Return the active session or create one.
 
     ``ui=None`` reads ``SLM_SPARK_UI`` (``0`` disables the web UI; tests set it). ``java_options`` go to a local
     driver JVM (:data:`LOCAL_JAVA_OPTIONS`); like the driver memory, they only apply when this call starts the JVM.
+    ``class_archive``: a directory for the local JVM's class archive (:func:`class_archive_options`), or ``""``.
     """
     builder = SparkSession.builder.appName(app_name)
     if not launched_by_spark_submit():
@@ -66,6 +143,8 @@ def get_spark(
             .config("spark.ui.showConsoleProgress", "true")
             .config("spark.sql.adaptive.enabled", "true")
         )
+        if SparkSession.getActiveSession() is None and class_archive:
+            java_options = f"{java_options} {class_archive_options(class_archive, java_options)}".strip()
         if java_options:
             builder = builder.config("spark.driver.extraJavaOptions", java_options)
     builder = (
