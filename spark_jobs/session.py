@@ -44,7 +44,7 @@ def default_archive_dir() -> str:
     return os.path.join(cache, "slm-pretrain", "jvm")
 
 
-def class_archive_options(directory: str, java_options: str) -> str:
+def class_archive_options(directory: str, java_options: str) -> tuple[str, str | None]:
     """JVM options that start the driver from a class archive (HotSpot's dynamic class data sharing), or record one.
 
     A local run's JVM spends seconds loading and linking Spark's classes before its first job and warming up on it;
@@ -52,12 +52,13 @@ def class_archive_options(directory: str, java_options: str) -> str:
     The archive belongs to one JVM, one set of Spark jars and one set of JVM options (its file name hashes them), so
     a changed installation records a new one. The first run records it: the JVM writes it when it exits, under a
     temporary name that :func:`_keep_archive` renames once the JVM has exited cleanly, so a cut-short archive is never
-    served (HotSpot maps the file and would crash on a truncated one). ``directory`` empty: no archive.
+    served (HotSpot maps the file and would crash on a truncated one). Returns the options and, when this run
+    records, the temporary name it records to. ``directory`` empty: no archive.
     """
     home = os.environ.get("JAVA_HOME")
     java = (home and shutil.which("java", path=os.path.join(home, "bin"))) or shutil.which("java")
     if not directory or not java or any(c.isspace() for c in directory):
-        return ""
+        return "", None
     java = os.path.realpath(java)
     jars = os.path.join(_spark_home(), "jars")
     stamp: list = [java, os.stat(java).st_mtime_ns, java_options]
@@ -67,7 +68,7 @@ def class_archive_options(directory: str, java_options: str) -> str:
     final = os.path.join(directory, name)
     quiet = "-Xlog:cds=off -Xlog:cds+dynamic=off"  # an archive that does not match is ignored, without warnings
     if os.path.isfile(final):
-        return f"-XX:SharedArchiveFile={final} {quiet}"
+        return f"-XX:SharedArchiveFile={final} {quiet}", None
     try:
         os.makedirs(directory, exist_ok=True)
         for old in os.listdir(directory):  # recordings of runs killed before they could keep them, after an hour
@@ -75,13 +76,12 @@ def class_archive_options(directory: str, java_options: str) -> str:
             if old.startswith(name + ".") and time.time() - os.path.getmtime(path) > 3600:
                 os.remove(path)
     except OSError:
-        return ""
+        return "", None
     recording = f"{final}.{os.getpid()}.tmp"
-    atexit.register(_keep_archive, recording, final)
-    return f"-XX:ArchiveClassesAtExit={recording} {quiet}"
+    return f"-XX:ArchiveClassesAtExit={recording} {quiet}", recording
 
 
-def _keep_archive(recording: str, final: str) -> None:
+def _keep_archive(recording: str) -> None:
     """At the driver's exit: stop Spark, let the JVM exit (it writes the archive then), keep the archive."""
     from pyspark import SparkContext
 
@@ -93,7 +93,7 @@ def _keep_archive(recording: str, final: str) -> None:
             print("saving the JVM's class archive for faster starts (once)", file=sys.stderr, flush=True)
             proc.stdin.close()  # the JVM exits at the end of its input
             if proc.wait(timeout=300) == 0 and os.path.getsize(recording) > 0:
-                os.replace(recording, final)
+                os.replace(recording, recording.rsplit(".", 2)[0])
     except (OSError, subprocess.TimeoutExpired):
         pass
     finally:
@@ -144,7 +144,10 @@ def get_spark(
             .config("spark.sql.adaptive.enabled", "true")
         )
         if SparkSession.getActiveSession() is None and class_archive:
-            java_options = f"{java_options} {class_archive_options(class_archive, java_options)}".strip()
+            archive, recording = class_archive_options(class_archive, java_options)
+            java_options = f"{java_options} {archive}".strip()
+            if recording:
+                atexit.register(_keep_archive, recording)
         if java_options:
             builder = builder.config("spark.driver.extraJavaOptions", java_options)
     builder = (

@@ -52,3 +52,76 @@ def test_local_driver_jvm_runs_with_the_configured_options(spark):
     assert set(LOCAL_JAVA_OPTIONS.split()) <= set(mx.getInputArguments())
     assert PipelineConfig(input=["x"], output="y").driver_java_options == LOCAL_JAVA_OPTIONS
     assert option_fields()["driver_java_options"].metadata["execution_only"]
+
+
+def test_class_archive_is_recorded_under_a_temporary_name_and_served_only_once_complete(tmp_path):
+    """A cut-short recording (a run killed while its JVM wrote it) is never passed to a JVM, which would map it and
+    crash; an abandoned one is removed after an hour; a complete archive is served."""
+    import os
+    import time
+
+    from spark_jobs.session import class_archive_options
+
+    options, recording = class_archive_options(str(tmp_path), "-Xmx1g")
+    assert recording and options.startswith(f"-XX:ArchiveClassesAtExit={recording} ")
+    final = recording.rsplit(".", 2)[0]
+    assert final.endswith(".jsa") and os.path.dirname(final) == str(tmp_path)
+    with open(recording, "wb") as fh:
+        fh.write(b"cut short")
+    assert class_archive_options(str(tmp_path), "-Xmx1g")[1]  # still recording: the partial file is not served
+    os.utime(recording, (time.time() - 7200, time.time() - 7200))
+    class_archive_options(str(tmp_path), "-Xmx1g")
+    assert not os.path.exists(recording)
+    with open(final, "wb") as fh:
+        fh.write(b"archive")
+    assert class_archive_options(str(tmp_path), "-Xmx1g") == (
+        f"-XX:SharedArchiveFile={final} " + options.split(" ", 1)[1],
+        None,
+    )
+    other, _ = class_archive_options(str(tmp_path), "-Xmx2g")  # other JVM options: another archive
+    assert final not in other
+    assert class_archive_options("", "-Xmx1g") == ("", None)
+
+
+def test_a_cli_run_records_the_class_archive_and_the_next_run_maps_it(tmp_path):
+    """Through the real command line: after a run the archive is there (recorded by it, or by an earlier run), and
+    the next run's JVM has the file mapped (read from /proc while it runs), recording nothing new."""
+    import json
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    import psutil
+
+    from spark_jobs.session import default_archive_dir
+
+    (tmp_path / "in.jsonl").write_text(
+        "".join(
+            json.dumps({"id": i, "text": f"document {i} with a few words\nand a second line"}) + "\n" for i in range(20)
+        )
+    )
+    archive = Path(default_archive_dir())
+
+    def command(out: str) -> list[str]:
+        return [sys.executable, "-m", "spark_jobs.pipeline", "--input", str(tmp_path / "in.jsonl"), "--output",
+                str(tmp_path / out), "--stages", "filter", "--master", "local[1]", "--driver-memory", "1g"]  # fmt: skip
+
+    first = subprocess.run(command("a"), capture_output=True, text=True, timeout=600)
+    assert first.returncode == 0, first.stderr[-2000:]
+    archives = sorted(archive.glob("spark-*.jsa"))
+    assert archives and not list(archive.glob("*.tmp"))
+
+    proc = subprocess.Popen(command("b"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    mapped = set()
+    while proc.poll() is None:
+        for child in psutil.Process(proc.pid).children(recursive=True):
+            try:
+                maps = Path(f"/proc/{child.pid}/maps").read_text()
+            except OSError:
+                continue
+            mapped |= {str(a) for a in archives if str(a) in maps}
+        time.sleep(0.05)
+    assert proc.wait() == 0
+    assert len(mapped) == 1
+    assert sorted(archive.glob("spark-*.jsa")) == archives and not list(archive.glob("*.tmp"))
