@@ -42,6 +42,9 @@ MAX_DOC_BYTES = 32 << 20
 INT64_MIN, INT64_MAX = -(1 << 63), (1 << 63) - 1
 _SURROGATE = re.compile("[\ud800-\udfff]")  # in a Python str from json.loads, only a lone one is left
 SKIP_CHUNK = 1 << 20
+READ_BUFFER_BYTES = 1 << 20
+"""Parquet is read through a buffer of this size, page by page: by default pyarrow loads a whole column chunk, so a
+reader of a file written as one big row group held all of its compressed text at once."""
 BATCH_TEXT_CHARS = 64 << 20
 """A batch is handed on once its texts reach this many characters, however few rows it has: large documents must not
 add up to gigabytes in one batch (nor past the 2 GiB an Arrow string column holds)."""
@@ -331,7 +334,7 @@ def _parquet_rows(unit: ReadUnit, out: DocBuilder) -> Iterator[None]:
     positions = itertools.count(unit.row_offset)
     end = unit.row_end or math.inf
     with fs.open_input_file(path) as fh:
-        pf = pq.ParquetFile(fh)
+        pf = pq.ParquetFile(fh, buffer_size=READ_BUFFER_BYTES)  # pages streamed, not whole column chunks
         meta = pf.metadata
         leaves = [meta.schema.column(i).path for i in range(meta.num_columns)]
         text = leaves.index(out.opts.text_column) if out.opts.text_column in leaves else None
