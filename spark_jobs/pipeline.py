@@ -107,6 +107,8 @@ def run(cfg: PipelineConfig, spark: SparkSession | None = None) -> dict[str, Any
         java_options=cfg.driver_java_options,
         class_archive=default_archive_dir() if cfg.class_archive == "auto" else cfg.class_archive,
     )
+    for stage, opts in stages:  # after the JVM's start: before it, pack's tokenizer loading slowed the workers
+        stage.prepare(opts)
     out = cfg.output
     spark.sparkContext.setCheckpointDir(storage.spark_path(storage.join(out, "_checkpoints")))
     storage.remove(storage.join(out, "report.json"))

@@ -67,6 +67,11 @@ class Stage(ABC):
         """Report entries only this stage can give (the runner adds the counts)."""
         return {}
 
+    def prepare(self, opts: Any) -> None:  # noqa: B027 (a hook: most stages have nothing to prepare)
+        """Start, in the background, work that depends only on the options (loading a tokenizer): the runner calls
+        this when the run begins, so the work overlaps the stages before this one. Must return at once; a failure
+        must surface only when the stage runs (a reused output needs none of it)."""
+
 
 class RowStage(Stage):
     """Decides each document alone: runs inside ingestion's pass, fused with the other row stages."""

@@ -126,7 +126,9 @@ def val_shard_count(num_shards: int, val_fraction: float) -> int:
     return 0 if val_fraction <= 0 else max(1, round(num_shards * val_fraction))
 
 
-def pack_corpus(cleaned: DataFrame, cfg: PackOptions, out_dir: str) -> dict[str, Any]:
+def pack_corpus(
+    cleaned: DataFrame, cfg: PackOptions, out_dir: str, tokenizer: PreTrainedTokenizerFast | None = None
+) -> dict[str, Any]:
     """Tokenize and pack ``cleaned`` (doc_schema rows) into ``out_dir`` (``OUT/packed``); return the manifest.
 
     Replaces any previous ``train/``, ``val/``, ``tokenizer/`` and ``manifest.json`` under ``out_dir``, so stale
@@ -140,7 +142,7 @@ def pack_corpus(cleaned: DataFrame, cfg: PackOptions, out_dir: str) -> dict[str,
     shard_counts = {"train": cfg.num_shards, "val": val_shard_count(cfg.num_shards, cfg.val_fraction)}
     partitions = sum(shard_counts.values())
     with ThreadPoolExecutor(1) as pool:
-        prepared = pool.submit(_prepare_tokenizer, cfg.tokenizer, spark.sparkContext, fs, root)
+        prepared = pool.submit(_prepare_tokenizer, tokenizer or cfg.tokenizer, spark.sparkContext, fs, root)
         shuffled = _shuffled(_targeted(cleaned, cfg.seed, cfg.val_fraction, shard_counts), partitions)
         threads = tokenizer_threads(spark.sparkContext, partitions)
         tok, tokenizer_file = prepared.result()
@@ -155,11 +157,12 @@ def pack_corpus(cleaned: DataFrame, cfg: PackOptions, out_dir: str) -> dict[str,
 
 
 def _prepare_tokenizer(
-    name: str, sc: SparkContext, fs: pafs.FileSystem, root: str
+    tokenizer: str | PreTrainedTokenizerFast, sc: SparkContext, fs: pafs.FileSystem, root: str
 ) -> tuple[PreTrainedTokenizerFast, str]:
-    """Load the tokenizer, clear the old outputs, save it to ``packed/tokenizer/`` and ship it: the tokenizer and its
-    shipped file name. Loading comes first, so a tokenizer that cannot be loaded leaves an earlier pack untouched."""
-    tok = load_tokenizer(name)
+    """Load the tokenizer (unless given loaded), clear the old outputs, save it to ``packed/tokenizer/`` and ship it:
+    the tokenizer and its shipped file name. Loading comes first, so a tokenizer that cannot be loaded leaves an
+    earlier pack untouched."""
+    tok = load_tokenizer(tokenizer) if isinstance(tokenizer, str) else tokenizer
     _clear_outputs(fs, root)
     return tok, _ship_tokenizer(sc, _save_tokenizer(tok, fs, root))
 

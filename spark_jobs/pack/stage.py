@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import json
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pyspark.sql import DataFrame
 
 from slm_common.options import opt
+from slm_common.tokenizer import load_tokenizer
 from spark_jobs import storage
 from spark_jobs.pack.job import pack_corpus, pack_summary
 from spark_jobs.stage import CorpusResult, CorpusStage, StageView
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerFast
 
 
 @dataclass
@@ -39,8 +44,19 @@ class PackStage(CorpusStage):
     Options = PackOptions
     artifacts = "packed"
 
+    def __init__(self) -> None:
+        self._tokenizer: Future[PreTrainedTokenizerFast] | None = None
+
+    def prepare(self, opts: PackOptions) -> None:
+        """Load the tokenizer on a thread of its own (about a second: importing transformers, building the BPE)
+        while the stages before pack run."""
+        pool = ThreadPoolExecutor(1, thread_name_prefix="pack-tokenizer")
+        self._tokenizer = pool.submit(load_tokenizer, opts.tokenizer)
+        pool.shutdown(wait=False)  # the thread ends when the tokenizer is loaded
+
     def run(self, docs: DataFrame, opts: PackOptions, directory: str) -> CorpusResult:
-        pack_corpus(docs, opts, directory)
+        tokenizer = self._tokenizer.result() if self._tokenizer else load_tokenizer(opts.tokenizer)
+        pack_corpus(docs, opts, directory, tokenizer)
         return CorpusResult()
 
     def summary(self, view: StageView, opts: PackOptions) -> dict[str, Any]:

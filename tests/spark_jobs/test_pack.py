@@ -323,3 +323,22 @@ def test_empty_shards_get_empty_files(spark, tmp_path):
     framed = len(worker_tokenizer(str(out / "tokenizer" / "tokenizer.json")).encode("word " * 40).ids) + 2
     assert [s["sequences"] for s in manifest["shards"]["train"]] == [n * framed // 32 for n in counts]
     assert summary["sequences"] == manifest["totals"]["train"]["sequences"]
+
+
+def test_pack_loads_its_tokenizer_while_earlier_stages_run_and_fails_only_when_it_runs(spark, tmp_path):
+    """``prepare`` returns at once (the pipeline calls it when the run begins); a tokenizer that cannot be loaded
+    fails the stage when it runs, with the loader's one line, and leaves an earlier pack untouched."""
+    from spark_jobs.pack.stage import PackStage
+
+    stage = PackStage()
+    stage.prepare(PackOptions(tokenizer=str(tmp_path / "no-such-tokenizer")))
+    (tmp_path / "packed").mkdir()
+    (tmp_path / "packed" / "manifest.json").write_text("{}")
+    docs = spark.createDataFrame([(1, "some text", "text")], "doc_id long, text string, kind string")
+    with pytest.raises(RuntimeError, match="no such directory"):
+        stage.run(docs, PackOptions(tokenizer=str(tmp_path / "no-such-tokenizer")), str(tmp_path / "packed"))
+    assert (tmp_path / "packed" / "manifest.json").read_text() == "{}"
+
+    loaded = PackStage()
+    loaded.prepare(PackOptions())
+    assert fingerprint(loaded._tokenizer.result()) == fingerprint(load_tokenizer())
