@@ -1,12 +1,13 @@
 """Near dedup: the pipeline's MinHash LSH against datasketch's ``MinHashLSH``, both scored against exact Jaccard
 (not a test).
 
-    .venv/bin/python bench/bench_near_dedup.py [--scale 8] [--cores 2] [--work DIR]
+    .venv/bin/python bench/bench_near_dedup.py [--corpus demo|mixed] [--scale 8] [--cores 2] [--work DIR]
 
 Corpus: the flattened demo corpus (``bench/common.py``; its mirrors hold exact, lightly edited and rewritten copies;
-``--scale 8`` is about 107 MB) plus edited copies of a seeded sample of its documents at controlled word 5-gram
-Jaccard levels (0.5 ... 0.95: words replaced at spaced positions); ids are a seeded permutation, so which copy is the
-smallest, the one kept, is random. Each side is a cold process of its own, timed around the process.
+``--scale 8`` is about 107 MB), or with ``--corpus mixed`` ``common.mixed_corpus`` (a real dump's shape, about
+94 MB), plus edited copies of a seeded sample of its documents at controlled word 5-gram Jaccard levels (0.5 ...
+0.95: words replaced at spaced positions); ids are a seeded permutation, so which copy is the smallest, the one kept,
+is random. Each side is a cold process of its own, timed around the process.
 
 * ours: ``python -m spark_jobs.pipeline --stages near_dedup --master local[CORES]``: ingestion, MinHash signatures,
   LSH bands, verified candidates, connected components on Spark, ``cleaned/``, ``removed/`` and ``report.json``;
@@ -35,7 +36,7 @@ from scipy import sparse
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import HEADER, corpus, describe, measure, pipeline, row  # noqa: E402
+from common import HEADER, corpus, describe, measure, mixed_corpus, pipeline, row  # noqa: E402
 
 LEVELS = (0.95, 0.9, 0.85, 0.8, 0.75, 0.7, 0.6, 0.5)
 
@@ -61,9 +62,13 @@ def edited(text: str, target: float, rng: random.Random) -> str | None:
     return "".join(out + [text[last:]])
 
 
-def write_corpus(work: Path, scale: int, seed: int = 0) -> list[str]:
+def write_corpus(work: Path, scale: int, seed: int = 0, mixed: bool = False) -> list[str]:
     rng = random.Random(seed)
-    docs = [json.loads(line) for path in corpus(work, scale) for line in open(path, encoding="utf-8")]
+    if mixed:
+        mixed_corpus(work / "mixed.parquet")
+        docs = pq.read_table(work / "mixed.parquet").to_pylist()
+    else:
+        docs = [json.loads(line) for path in corpus(work, scale) for line in open(path, encoding="utf-8")]
     for i in rng.sample(range(len(docs)), min(len(docs) // 12, 1200)):
         copy = edited(docs[i]["text"], rng.choice(LEVELS), rng)
         docs += [{**docs[i], "text": copy}] if copy else []
@@ -125,6 +130,12 @@ def score(texts: list[str], kept: list[np.ndarray], n: int, threshold: float) ->
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--scale", type=int, default=8, help="demo corpus scale (8: about 107 MB; 1: about 2 MB)")
+    p.add_argument(
+        "--corpus",
+        choices=("demo", "mixed"),
+        default="demo",
+        help="demo: the demo corpus at --scale; mixed: common.mixed_corpus (about 94 MB, --scale unused)",
+    )
     p.add_argument("--cores", type=int, default=2)
     p.add_argument("--work", type=Path, help="work directory (default: a new temporary one)")
     p.add_argument("--reference", nargs=5, help=argparse.SUPPRESS)
@@ -134,7 +145,7 @@ def main() -> None:
 
     work = args.work or Path(tempfile.mkdtemp(prefix="bench-near-dedup-"))
     work.mkdir(parents=True, exist_ok=True)
-    paths = write_corpus(work, args.scale)
+    paths = write_corpus(work, args.scale, mixed=args.corpus == "mixed")
     print(f"corpus: {describe(paths)} with edited copies; work dir {work}")
     ours = measure(pipeline(paths, work / "ours", "near_dedup", args.cores), work / "ours.log")
     rep = json.loads((work / "ours" / "report.json").read_text())["stages"]["near_dedup"]

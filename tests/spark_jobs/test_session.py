@@ -107,10 +107,11 @@ def test_a_cli_run_records_the_class_archive_and_the_next_run_maps_it(tmp_path):
         return [sys.executable, "-m", "spark_jobs.pipeline", "--input", str(tmp_path / "in.jsonl"), "--output",
                 str(tmp_path / out), "--stages", "filter", "--master", "local[1]", "--driver-memory", "1g"]  # fmt: skip
 
-    first = subprocess.run(command("a"), capture_output=True, text=True, timeout=600)
-    assert first.returncode == 0, first.stderr[-2000:]
+    first = subprocess.Popen(command("a"), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    _, errors = first.communicate(timeout=600)
+    assert first.returncode == 0, errors[-2000:]
     archives = sorted(archive.glob("spark-*.jsa"))
-    assert archives and not list(archive.glob("*.tmp"))
+    assert archives and not list(archive.glob(f"*.{first.pid}.tmp"))  # kept under its final name, if recorded
 
     proc = subprocess.Popen(command("b"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     mapped = set()
@@ -124,4 +125,4 @@ def test_a_cli_run_records_the_class_archive_and_the_next_run_maps_it(tmp_path):
         time.sleep(0.05)
     assert proc.wait() == 0
     assert len(mapped) == 1
-    assert sorted(archive.glob("spark-*.jsa")) == archives and not list(archive.glob("*.tmp"))
+    assert sorted(archive.glob("spark-*.jsa")) == archives and not list(archive.glob(f"*.{proc.pid}.tmp"))
