@@ -49,6 +49,7 @@ BATCH_TEXT_CHARS = 64 << 20
 """A batch is handed on once its texts reach this many characters, however few rows it has: large documents must not
 add up to gigabytes in one batch (nor past the 2 GiB an Arrow string column holds)."""
 UNREADABLE = "unreadable_file"
+KINDS_OR_EMPTY = pa.array([KIND_TEXT, KIND_CODE, ""])
 
 
 @dataclass(frozen=True)
@@ -103,6 +104,8 @@ class DocBuilder:
         self.opts = opts
         self.schema = arrow_schema(annotated_schema(opts.spark_id_type()))
         self.cols: dict[str, list[Any]] = {name: [] for name in self.schema.names}
+        self.ready: list[pa.RecordBatch] = []  # rows built column-wise (:func:`_ordinary_documents`), in order
+        self.ready_rows = 0
         self.text_chars = 0
 
     def full(self, batch_rows: int) -> bool:
@@ -200,21 +203,35 @@ class DocBuilder:
     def add_records(self, batch: pa.RecordBatch, source: str, positions: Iterator[int]) -> None:
         """Every row of an Arrow batch (a Parquet row group's, a dataset's) as :meth:`add_record`, position by
         position: text values over ``max_doc_bytes`` are measured on the column and left out, and a text column
-        holding invalid UTF-8 is decoded value by value (``not_utf8``)."""
+        holding invalid UTF-8 is decoded value by value (``not_utf8``). A batch of ordinary documents only (the
+        usual case) is built on its columns instead, with the same result (:func:`_ordinary_documents`)."""
+        ready = _ordinary_documents(batch, self.opts, self.schema, source, positions)
+        if ready is not None:
+            if len(self.cols["doc_id"]):
+                self.ready.append(self._rows_batch())
+            self.ready.append(ready)
+            self.ready_rows = sum(piece.num_rows for piece in self.ready)
+            self.text_chars += pc.sum(pc.utf8_length(ready.column("text"))).as_py() or 0
+            return
         for record, oversized in _batch_records(batch, self.opts):
             self.add_record(record, source, next(positions), oversized)
 
     def __len__(self) -> int:
-        return len(self.cols["doc_id"])
+        return self.ready_rows + len(self.cols["doc_id"])
 
     def flush(self) -> pa.RecordBatch:
+        pieces = [*self.ready, self._rows_batch()] if len(self.cols["doc_id"]) or not self.ready else self.ready
+        self.ready, self.ready_rows, self.text_chars = [], 0, 0
+        return pieces[0] if len(pieces) == 1 else pa.concat_batches(pieces)
+
+    def _rows_batch(self) -> pa.RecordBatch:
+        """The rows added one by one, as a batch (and none left)."""
         try:
             batch = pa.RecordBatch.from_pydict(self.cols, schema=self.schema)
         except UnicodeEncodeError:  # checked here, not per record: clean input pays nothing
             self._remove_lone_surrogates()
             batch = pa.RecordBatch.from_pydict(self.cols, schema=self.schema)
         self.cols = {name: [] for name in self.schema.names}
-        self.text_chars = 0
         return batch
 
     def _remove_lone_surrogates(self) -> None:
@@ -244,6 +261,68 @@ def _excerpt(value: Any, limit: int = 40) -> str:
 def too_large(size: int, limit: int, flag: str = "--max-doc-bytes", what: str = "") -> str:
     """The rule of a document over a size limit (``what`` qualifies the size: "line of ", "at least ")."""
     return f"too_large: {what}{size} bytes, over {flag} {limit}"
+
+
+def _ordinary_documents(
+    batch: pa.RecordBatch, opts: ReadOptions, schema: pa.Schema, source: str, positions: Iterator[int]
+) -> pa.RecordBatch | None:
+    """The batch as annotated documents, built on its columns, when every row is an ordinary document: a text that
+    is a valid, non-blank UTF-8 string within ``max_doc_bytes``, a kind that is missing, empty, ``text`` or ``code``,
+    and an integer id (or no id column) in a run of integer ids. Else None, and ``positions`` untouched: the caller
+    goes row by row (:meth:`DocBuilder.add_record`), which says what is wrong with each row. Either way the rows are
+    the same; this way the texts never become Python strings (converting them out and back cost more CPU than
+    reading the Parquet file)."""
+    names = batch.schema.names
+    if not batch.num_rows or opts.text_column not in names or opts.id_type != ID_LONG:
+        return None
+    text = batch.column(opts.text_column)
+    if not (pa.types.is_string(text.type) or pa.types.is_large_string(text.type)) or text.null_count:
+        return None
+    try:
+        text.validate(full=True)  # UTF-8, which Arrow does not check when it reads a file
+    except pa.ArrowInvalid:
+        return None
+    longest = pc.max(pc.binary_length(text)).as_py() or 0
+    if longest > opts.max_doc_bytes or pc.any(pc.equal(pc.utf8_length(pc.utf8_trim_whitespace(text)), 0)).as_py():
+        return None
+    kind = pa.nulls(batch.num_rows, pa.string())
+    if opts.kind_column in names:
+        kind = batch.column(opts.kind_column)
+        if not pa.types.is_string(kind.type):
+            return None
+        if not pc.all(pc.is_in(kind.drop_null(), KINDS_OR_EMPTY), min_count=0).as_py():
+            return None
+    ids = None
+    if opts.id_column in names:
+        ids = batch.column(opts.id_column)
+        if not pa.types.is_integer(ids.type) or ids.null_count:
+            return None
+        if pa.types.is_unsigned_integer(ids.type) and (pc.max(ids).as_py() or 0) > INT64_MAX:
+            return None
+    others = [name for name in names if name not in (opts.text_column, opts.id_column, opts.kind_column)]
+    try:
+        rows = batch.select(others).to_pylist() if others else None
+    except UnicodeDecodeError:  # another string column holding invalid UTF-8: the row path flags it
+        return None
+    taken = [next(positions) for _ in range(batch.num_rows)]
+    if ids is None:
+        ids = pa.array([position_id(source, position) for position in taken], pa.int64())
+    meta = (
+        [json.dumps({k: v for k, v in row.items() if v is not None}, ensure_ascii=False, default=str) for row in rows]
+        if rows is not None
+        else ["{}"] * batch.num_rows
+    )
+    none = pa.nulls(batch.num_rows)
+    columns = {
+        "doc_id": ids.cast(pa.int64()),
+        "text": text.cast(schema.field("text").type),
+        "kind": pc.if_else(pc.equal(pc.fill_null(kind, ""), ""), KIND_TEXT, kind),
+        "source": pa.array([source] * batch.num_rows, pa.string()),
+        "meta": pa.array(meta, pa.string()),
+    }
+    return pa.RecordBatch.from_arrays(
+        [columns[f.name] if f.name in columns else none.cast(f.type) for f in schema], schema=schema
+    )
 
 
 def _batch_records(batch: pa.RecordBatch, opts: ReadOptions) -> Iterator[tuple[dict[str, Any], str | None]]:

@@ -322,3 +322,51 @@ def test_one_row_group_file_runs_in_several_tasks_with_the_same_outputs(spark, t
     assert one == many
     assert len(one["cleaned"]) + len(one["removed"]) == len(texts)
     assert {r["reason"] for r in one["removed"]} >= {"language", "exact_duplicate"}
+
+
+WHITESPACE_LIKE = ["\x1c", "\x1f", "\x85", "\xa0", "\u2028", "\u3000", "\u200b", "\ufeff", "\u180e", " \t\n"]
+
+
+@pytest.mark.parametrize(
+    "columns",
+    [
+        {"id": pa.array([5, 7, 9], pa.int64()), "text": ["a b", "c\nd", "é ü"], "kind": ["text", "code", None]},
+        {"text": pa.array(["one", "two"], pa.large_string()), "url": ["u1", None], "n": [1, 2]},
+        {"id": pa.array([1, 2], pa.uint32()), "text": ["x", "y"], "kind": ["", "code"], "when": [None, None]},
+        {"id": [1, 2, 3], "text": ["fine", "", "also"]},  # a blank text: the batch goes row by row
+        {"id": [1.0, 2.0], "text": ["float ids", "are integral"]},
+        {"id": [1, None], "text": ["a null id", "gets a position id"]},
+        {"id": [1, 2], "text": ["a bad", "kind"], "kind": ["text", "prose"]},
+        {"id": ["3", "4"], "text": ["string", "ids"]},
+        {"id": list(range(len(WHITESPACE_LIKE))), "text": WHITESPACE_LIKE},
+        *({"id": [1, 2], "text": ["word", blank]} for blank in WHITESPACE_LIKE),
+    ],
+)
+def test_ordinary_batches_built_on_columns_equal_the_row_by_row_documents(columns):
+    """A batch's documents are the same whether built on its columns (ordinary documents only) or row by row, which
+    every batch with a problem takes: ids, kinds, metadata, and which texts count as blank (Python's ``str.strip``)."""
+    from spark_jobs.ingest.readers import DocBuilder
+
+    batch = pa.RecordBatch.from_pydict(columns)
+    opts = ReadOptions()
+    built = DocBuilder(opts)
+    built.add_records(batch, "src", iter(range(10, 10 + batch.num_rows)))
+    rows = DocBuilder(opts)
+    for position, record in enumerate(batch.to_pylist(), start=10):
+        rows.add_record(record, "src", position)
+    assert built.flush().to_pylist() == rows.flush().to_pylist()
+
+
+def test_documents_built_on_columns_and_row_by_row_keep_their_order(tmp_path):
+    """A builder holding rows of both kinds hands them on in the order they were added."""
+    from spark_jobs.ingest.readers import DocBuilder
+
+    builder = DocBuilder(ReadOptions())
+    builder.add_records(pa.RecordBatch.from_pydict({"id": [1], "text": ["   "]}), "s", iter([0]))  # row by row
+    builder.add_records(pa.RecordBatch.from_pydict({"id": [2, 3], "text": ["b", "c"]}), "s", iter([1, 2]))
+    builder.add_records(pa.RecordBatch.from_pydict({"id": [4], "text": [None]}), "s", iter([3]))
+    assert len(builder) == 4
+    out = builder.flush()
+    assert out.column("doc_id").to_pylist() == [1, 2, 3, 4]
+    assert out.column("rule").to_pylist() == ["empty_text", None, None, "null_text"]
+    assert len(builder) == 0 and builder.flush().num_rows == 0
