@@ -1,14 +1,14 @@
 """Two revisions of this repository, the same pipeline command, cold, in turns: did a change cost speed? (not a test)
 
     .venv/bin/python bench/bench_revisions.py BASE [HEAD] [--scale 8] [--repeat 3] [--stages ...] [--cores 2]
-        [--one-row-group]
+        [--one-row-group] [--corpus demo|mixed]
 
 Each revision is checked out in a git worktree of the work directory and run from there (``python -m`` imports the
 packages of its working directory first), on the same corpus (``common.corpus``), into a fresh output directory
 every time, alternating BASE, HEAD, BASE, HEAD, ... so that load from elsewhere falls on both. Prints every run and
 the medians; a revision's outputs are compared with the other's (same row counts in ``cleaned/``, ``removed/``).
 ``--one-row-group`` gives both the corpus as one Parquet file of one row group (``common.one_row_group``) instead
-of its JSONL files.
+of its JSONL files; ``--corpus mixed`` gives both ``common.mixed_corpus`` (a real dump's shape, one row group).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import HEADER, ROOT, corpus, describe, measure, one_row_group, pipeline, row  # noqa: E402
+from common import HEADER, ROOT, corpus, describe, measure, mixed_corpus, one_row_group, pipeline, row  # noqa: E402
 
 
 def checkout(rev: str, work: Path) -> tuple[str, Path]:
@@ -46,12 +46,23 @@ def main() -> None:
     p.add_argument("--cores", type=int, default=2)
     p.add_argument("--work", type=Path, help="work directory (default: a new temporary one)")
     p.add_argument("--one-row-group", action="store_true", help="read the corpus as one Parquet file, one row group")
+    p.add_argument(
+        "--corpus",
+        choices=("demo", "mixed"),
+        default="demo",
+        help="demo: common.corpus at --scale; mixed: common.mixed_corpus (one Parquet file, one row group)",
+    )
     args, extra = p.parse_known_args()
     work = args.work or Path(tempfile.mkdtemp(prefix="bench-revisions-"))
     work.mkdir(parents=True, exist_ok=True)
-    paths = corpus(work, args.scale)
-    print(f"corpus: {describe(paths)}; stages {args.stages}; work dir {work}")
-    if args.one_row_group:
+    if args.corpus == "mixed":
+        docs, mb = mixed_corpus(work / "corpus.parquet")
+        paths = [str(work / "corpus.parquet")]
+        print(f"corpus: common.mixed_corpus, {docs:,} rows, {mb:.1f} MB of text, one row group; work dir {work}")
+    else:
+        paths = corpus(work, args.scale)
+        print(f"corpus: {describe(paths)}; stages {args.stages}; work dir {work}")
+    if args.one_row_group and args.corpus == "demo":
         docs, mb = one_row_group(paths, work / "corpus.parquet")
         paths = [str(work / "corpus.parquet")]
         print(f"read as {paths[0]}: {docs:,} rows, {mb:.1f} MB of text, one row group")
