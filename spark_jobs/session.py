@@ -60,6 +60,8 @@ def class_archive_options(directory: str, java_options: str) -> tuple[str, str |
     if not directory or not java or any(c.isspace() for c in directory):
         return "", None
     java = os.path.realpath(java)
+    if not os.path.isfile(os.path.join(os.path.dirname(os.path.dirname(java)), "lib", "server", "classes.jsa")):
+        return "", None  # not HotSpot with its base archive (OpenJ9, a stripped JDK): a dynamic archive needs it
     jars = os.path.join(_spark_home(), "jars")
     stamp: list = [java, os.stat(java).st_mtime_ns, java_options]
     if os.path.isdir(jars):

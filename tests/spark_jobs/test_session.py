@@ -129,3 +129,21 @@ def test_a_cli_run_records_the_class_archive_and_the_next_run_maps_it(tmp_path):
     assert proc.wait() == 0
     assert len(mapped) == 1
     assert sorted(archive.glob("spark-*.jsa")) == archives and not list(archive.glob(f"*.{proc.pid}.tmp"))
+
+
+def test_no_class_archive_for_a_jvm_without_hotspots_base_archive(tmp_path, monkeypatch):
+    """A dynamic archive extends the JDK's own (``lib/server/classes.jsa``): a JVM without one (OpenJ9, a stripped
+    JDK) gets no archive options, which it might not even know."""
+    import os
+
+    from spark_jobs.session import class_archive_options
+
+    java = tmp_path / "jdk" / "bin" / "java"
+    java.parent.mkdir(parents=True)
+    java.write_text("#!/bin/sh\n")
+    os.chmod(java, 0o755)
+    monkeypatch.setenv("JAVA_HOME", str(tmp_path / "jdk"))
+    assert class_archive_options(str(tmp_path / "archive"), "") == ("", None)
+    (tmp_path / "jdk" / "lib" / "server").mkdir(parents=True)
+    (tmp_path / "jdk" / "lib" / "server" / "classes.jsa").write_bytes(b"base")
+    assert class_archive_options(str(tmp_path / "archive"), "")[1]
