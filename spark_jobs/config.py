@@ -45,7 +45,7 @@ class RunOptions:
     class_archive: str = opt(
         "auto",
         "directory for the local driver JVM's class archive, which halves its start-up from the second run on "
-        "(about 150 MB; 'auto': the user's cache directory; '' for none)",
+        "(about 190 MB; 'auto': the user's cache directory; '' for none)",
         execution_only=True,
     )
 
@@ -111,7 +111,9 @@ class PipelineConfig:
         if len(set(names)) != len(names):
             raise ValueError(f"--stages names a stage twice: {self.stages}")
         stages = [stage_class(name)() for name in names]
-        kinds = [0 if isinstance(s, RowStage) else 2 if isinstance(s, CorpusStage) and s.artifacts else 1 for s in stages]
+        kinds = [
+            0 if isinstance(s, RowStage) else 2 if isinstance(s, CorpusStage) and s.artifacts else 1 for s in stages
+        ]
         if kinds != sorted(kinds):
             raise ValueError(
                 f"--stages {self.stages}: row stages ({', '.join(s.name for s in stages if isinstance(s, RowStage))}) "

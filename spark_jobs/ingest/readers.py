@@ -282,8 +282,10 @@ def _ordinary_documents(
         text.validate(full=True)  # UTF-8, which Arrow does not check when it reads a file
     except pa.ArrowInvalid:
         return None
-    longest = pc.max(pc.binary_length(text)).as_py() or 0
-    if longest > opts.max_doc_bytes or pc.any(pc.equal(pc.utf8_length(pc.utf8_trim_whitespace(text)), 0)).as_py():
+    sizes = pc.binary_length(text)
+    longest = pc.max(sizes).as_py() or 0
+    blank = pc.or_(pc.equal(sizes, 0), pc.utf8_is_space(text))  # what str.strip() empties
+    if longest > opts.max_doc_bytes or pc.any(blank).as_py():
         return None
     kind = pa.nulls(batch.num_rows, pa.string())
     if opts.kind_column in names:

@@ -55,8 +55,7 @@ class PackStage(CorpusStage):
         pool.shutdown(wait=False)  # the thread ends when the tokenizer is loaded
 
     def run(self, docs: DataFrame, opts: PackOptions, directory: str) -> CorpusResult:
-        tokenizer = self._tokenizer.result() if self._tokenizer else load_tokenizer(opts.tokenizer)
-        pack_corpus(docs, opts, directory, tokenizer)
+        pack_corpus(docs, opts, directory, self._tokenizer.result() if self._tokenizer else None)
         return CorpusResult()
 
     def summary(self, view: StageView, opts: PackOptions) -> dict[str, Any]:
