@@ -154,10 +154,10 @@ def run(cfg: PipelineConfig, spark: SparkSession | None = None) -> dict[str, Any
                 passed(input_check, first)  # bad input explains a stage's failure better than the failure
                 raise
             count = storage.parquet_rows(directory)
-            found = hint_small(found, count)
+            view = StageView(removals=found, docs=docs.select(*DOC_COLUMNS), directory=directory, stats=stats)
+            found = hint_small(found, count)  # for joins only: a summary's aggregate would warn about the hint
             missing = [name for name in ("kind", "lang", CHARS) if name not in found.columns]
             counted = found.join(annotated.select("doc_id", *missing), "doc_id") if missing else found
-            view = StageView(removals=found, docs=docs.select(*DOC_COLUMNS), directory=directory, stats=stats)
             remover_jobs.append(
                 (stage, reused, pool.submit(group_counts, counted), pool.submit(stage.summary, view, opts))
             )

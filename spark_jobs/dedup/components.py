@@ -16,16 +16,29 @@ raises after ``max_iterations`` rounds rather than return a partial answer. The 
 in theory and are a handful in practice; the lineage would grow with them, so each round's edges are checkpointed
 (``cut``), materialised by that round's check: one Spark job per round.
 
+Near-dedup usually verifies few edges (a few per removed document), and then the rounds are mostly scheduling:
+each is a few short jobs. Up to ``local_edges`` edges, like a broadcast join's size limit, the edges are instead
+moved into one task, whose Python worker finds the components in one pass over them (SciPy's union of the sparse
+graph, C speed) and returns the same node -> smallest node rows. The bound keeps that task's memory bounded
+(16 bytes per edge for long ids) whatever the input size; a larger graph takes the distributed rounds.
+
 Node ids may be any type Spark orders (long or string doc ids); "smallest" is Spark's ordering.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import NamedTuple
 
+import numpy as np
+import pandas as pd
+import pyarrow as pa
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components as sparse_components
+
+from spark_jobs.documents import arrow_schema
 
 Cut = Callable[[DataFrame], DataFrame]
 """Mark a frame to be materialised (and its lineage dropped) by the next action on it: a lazy ``localCheckpoint``
@@ -92,18 +105,56 @@ class Components(NamedTuple):
     size: int
     """Number of rows of ``assignments``."""
     rounds: int
-    """Large-star + small-star rounds run (0 when the input already was stars around their minima)."""
+    """Large-star + small-star rounds run (0 when the input already was stars around their minima, or when the
+    components were found in one task)."""
+    method: str
+    """``stars`` (the input already was the answer), ``one_task`` or ``star_rounds``."""
 
 
-def connected_components(edges: DataFrame, cut: Cut, max_iterations: int) -> Components:
+def smallest_roots(src: pa.Array, dst: pa.Array) -> tuple[pa.Array, pa.Array]:
+    """(node, root) for every node of the edges ``src``-``dst`` that is not the smallest of its component.
+
+    Nodes are numbered in sorted order (``pandas.factorize(sort=True)``), so the smallest number of a component is
+    its smallest node. Python orders strings by code point, which is the byte order of their UTF-8, Spark's order.
+    """
+    ends = np.concatenate([src.to_numpy(zero_copy_only=False), dst.to_numpy(zero_copy_only=False)])
+    codes, nodes = pd.factorize(ends, sort=True)
+    n, edges = len(nodes), len(src)
+    graph = coo_matrix((np.ones(edges, dtype=np.int8), (codes[:edges], codes[edges:])), shape=(n, n))
+    _, labels = sparse_components(graph, directed=False)
+    smallest = np.full(labels.max(initial=-1) + 1, n, dtype=np.int64)
+    np.minimum.at(smallest, labels, np.arange(n))
+    roots = smallest[labels]
+    moved = np.flatnonzero(roots != np.arange(n))
+    return pa.array(nodes[moved], type=src.type), pa.array(nodes[roots[moved]], type=src.type)
+
+
+def one_task_components(edges: DataFrame) -> DataFrame:
+    """The ``node``, ``root`` rows of :class:`Components`, found by one task that reads all ``edges`` (few)."""
+    schema = edges.select(F.col("src").alias("node"), F.col("dst").alias("root")).schema
+    edge_schema, target = arrow_schema(edges.schema), arrow_schema(schema)
+
+    def find(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        table = pa.Table.from_batches(list(batches), schema=edge_schema).combine_chunks()
+        src, dst = (table.column(name).combine_chunks() for name in ("src", "dst"))
+        yield pa.RecordBatch.from_arrays(list(smallest_roots(src, dst)), schema=target)
+
+    return edges.coalesce(1).mapInArrow(find, schema)
+
+
+def connected_components(edges: DataFrame, cut: Cut, max_iterations: int, local_edges: int = 0) -> Components:
     """Map every non-minimal node of ``edges`` (columns ``src``, ``dst``) to its component's smallest node.
 
-    Raises :class:`NotConverged` after ``max_iterations`` rounds.
+    Graphs of at most ``local_edges`` distinct edges are solved in one task; larger ones by star rounds, which
+    raise :class:`NotConverged` after ``max_iterations`` rounds.
     """
     oriented = edges.select(F.greatest("src", "dst").alias("src"), F.least("src", "dst").alias("dst"))
     current = cut(oriented.where(F.col("src") != F.col("dst")).distinct())
     rounds = 0
     done, size = star_forest_check(current)
+    if not done and size <= local_edges:
+        assignments = cut(one_task_components(current))
+        return Components(assignments, assignments.count(), 0, "one_task")
     while not done:
         if rounds == max_iterations:
             raise NotConverged(
@@ -113,4 +164,5 @@ def connected_components(edges: DataFrame, cut: Cut, max_iterations: int) -> Com
         current = cut(small_star(large_star(current)))
         rounds += 1
         done, size = star_forest_check(current)
-    return Components(current.select(F.col("src").alias("node"), F.col("dst").alias("root")), size, rounds)
+    method = "star_rounds" if rounds else "stars"
+    return Components(current.select(F.col("src").alias("node"), F.col("dst").alias("root")), size, rounds, method)

@@ -23,7 +23,8 @@ How, and why this way:
    sampled version of the defined graph (pairs at or above the threshold). A positive margin admits pairs below the
    threshold, and connected components turn those into longer chains: recall rises a little and precision drops
    much more (docs/benchmarks.md, near-dedup quality).
-4. **Components** (:mod:`.components`): large-star/small-star on the verified edges, checkpointed each round.
+4. **Components** (:mod:`.components`): in one task when the verified edges are few (``--dedup-local-edges``),
+   else large-star/small-star rounds on the verified edges, checkpointed each round.
 
 Decided behaviour for chains: A~B and B~C (both at or above the threshold) but A and C below it. Connected
 components put all three in one group, so A (the smallest) is kept and B *and* C are removed with
@@ -59,7 +60,7 @@ from spark_jobs import storage
 from spark_jobs.batches import map_batches
 from spark_jobs.dedup.components import Cut, connected_components
 from spark_jobs.dedup.minhash import Bands, MinHasher, choose_bands, exact_jaccard
-from spark_jobs.documents import apply_removals, hint_small
+from spark_jobs.documents import hint_small
 from spark_jobs.stage import CorpusResult, CorpusStage, StageView
 
 REASON = "near_duplicate"
@@ -81,6 +82,9 @@ class NearDedupOptions:
     dedup_margin: float = opt(0.0, "link a candidate pair only when its MinHash Jaccard estimate >= threshold - margin")
     max_bucket_size: int = opt(10_000, "LSH buckets larger than this are logged and listed in the report (still used)")
     dedup_max_iterations: int = opt(40, "connected-components round limit; hitting it is an error")
+    dedup_local_edges: int = opt(
+        2_000_000, "components of at most this many verified edges are found in one task; more take star rounds"
+    )
     dedup_checkpoint: str = opt(
         "local", "components loop lineage cut: 'local' (executor storage) or 'reliable' (files)", execution_only=True
     )
@@ -102,6 +106,7 @@ class NearDedupParams:
     bands: Bands
     max_bucket_size: int
     max_iterations: int
+    local_edges: int
     checkpoint: str
 
     @classmethod
@@ -117,8 +122,8 @@ class NearDedupParams:
             raise ValueError("--dedup-margin must be in [0, --dedup-threshold)")
         if cfg.dedup_fp_weight < 0 or cfg.dedup_fn_weight < 0 or cfg.dedup_fp_weight + cfg.dedup_fn_weight <= 0:
             raise ValueError("--dedup-fp-weight and --dedup-fn-weight must be >= 0 and not both 0")
-        if cfg.max_bucket_size < 2 or cfg.dedup_max_iterations < 1:
-            raise ValueError("--max-bucket-size must be >= 2 and --dedup-max-iterations >= 1")
+        if cfg.max_bucket_size < 2 or cfg.dedup_max_iterations < 1 or cfg.dedup_local_edges < 0:
+            raise ValueError("--max-bucket-size must be >= 2, --dedup-max-iterations >= 1 and --dedup-local-edges >= 0")
         return cls(
             threshold=cfg.dedup_threshold,
             num_perm=cfg.num_perm,
@@ -128,6 +133,7 @@ class NearDedupParams:
             bands=choose_bands(cfg.dedup_threshold, cfg.num_perm, cfg.dedup_fp_weight, cfg.dedup_fn_weight),
             max_bucket_size=cfg.max_bucket_size,
             max_iterations=cfg.dedup_max_iterations,
+            local_edges=cfg.dedup_local_edges,
             checkpoint=cfg.dedup_checkpoint,
         )
 
@@ -265,25 +271,28 @@ def edge_stats(candidates: DataFrame, params: NearDedupParams) -> dict[str, int]
     return {"candidate_edges": int(row["all"]), "verified_edges": int(row["passed"])}
 
 
-def audit_sample(annotated: DataFrame, removed: DataFrame, params: NearDedupParams) -> list[dict[str, Any]]:
+def audit_sample(docs: DataFrame, removed: DataFrame, params: NearDedupParams) -> list[dict[str, Any]]:
     """Up to ``AUDIT_SAMPLE`` removed documents (seeded choice) with their EXACT Jaccard to the kept document.
 
-    Only the sampled pairs' texts reach the driver; the exact Jaccard is the reference set computation.
+    The sample's ids come first (a few rows), then one pass over ``docs`` brings only those documents' texts to the
+    driver; the exact Jaccard is the reference set computation.
     """
     order = F.xxhash64(F.col("doc_id"), F.lit(params.seed)).alias("order")
-    sample = (
-        removed.select(order, "doc_id", "duplicate_of", "rule", "text").orderBy("order", "doc_id").limit(AUDIT_SAMPLE)
-    )
-    kept = annotated.select(F.col("doc_id").alias("duplicate_of"), F.col("text").alias("kept_text"))
-    rows = sorted(sample.join(kept, "duplicate_of").collect(), key=lambda r: (r["order"], r["doc_id"]))
+    sample = removed.select(order, "doc_id", "duplicate_of", "rule").orderBy("order", "doc_id").limit(AUDIT_SAMPLE)
+    rows = sample.collect()
+    wanted = {r["doc_id"] for r in rows} | {r["duplicate_of"] for r in rows}
+    texts = {
+        r["doc_id"]: r["text"]
+        for r in docs.where(F.col("doc_id").isin(list(wanted))).select("doc_id", "text").collect()
+    }
     return [
         {
             "doc_id": r["doc_id"],
             "kept_doc_id": r["duplicate_of"],
-            "exact_jaccard": round(exact_jaccard(r["text"], r["kept_text"], params.ngram), 4),
+            "exact_jaccard": round(exact_jaccard(texts[r["doc_id"]], texts[r["duplicate_of"]], params.ngram), 4),
             "rule": r["rule"],
-            "text": (r["text"] or "")[:AUDIT_CHARS],
-            "kept_text": (r["kept_text"] or "")[:AUDIT_CHARS],
+            "text": (texts[r["doc_id"]] or "")[:AUDIT_CHARS],
+            "kept_text": (texts[r["duplicate_of"]] or "")[:AUDIT_CHARS],
         }
         for r in rows
     ]
@@ -307,8 +316,13 @@ def find_removals(docs: DataFrame, params: NearDedupParams, cut: Cut) -> tuple[D
     sigs = cut(signatures(docs, MinHasher(params.ngram, params.num_perm, params.seed)))
     signed = sigs.count()
     edges, stats = verified_edges(sigs, params, cut)
-    components = connected_components(edges, cut, params.max_iterations)
-    stats = {"signed_docs": signed, **stats, "components_rounds": components.rounds}
+    components = connected_components(edges, cut, params.max_iterations, params.local_edges)
+    stats = {
+        "signed_docs": signed,
+        **stats,
+        "components_method": components.method,
+        "components_rounds": components.rounds,
+    }
     pairs = components.assignments.select(F.col("node").alias("src"), F.col("root").alias("dst"))
     removals = with_estimates(pairs, sigs, params.num_perm).select(
         F.col("src").alias("doc_id"), F.col("dst").alias("duplicate_of"), "est"
@@ -340,8 +354,7 @@ class NearDedupStage(CorpusStage):
         """Parameters, S-curve, component sizes, the largest components, an exact-Jaccard audit sample, and the
         candidate statistics measured while the stage ran."""
         params = NearDedupParams.from_config(opts)
-        annotated = apply_removals(view.docs, view.removals)
-        removed = annotated.where(F.col("reason") == REASON)
+        removed = view.removals
         groups = removed.groupBy("duplicate_of").agg((F.count(F.lit(1)) + 1).alias("size"))
         groups = groups.withColumnRenamed("duplicate_of", "kept_doc_id")
         sizes = size_counts(groups)
@@ -357,6 +370,6 @@ class NearDedupStage(CorpusStage):
             "components": sum(sizes.values()),
             "component_sizes": size_histogram(sizes),
             "largest_components": largest(groups, ["kept_doc_id", "size"]),
-            "audit": audit_sample(annotated, removed, params),
+            "audit": audit_sample(view.docs, removed, params),
             **view.stats,
         }

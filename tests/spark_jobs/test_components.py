@@ -1,4 +1,5 @@
-"""Large-star / small-star connected components against a union-find reference, on handcrafted and random graphs.
+"""Connected components (large-star / small-star rounds, and the one-task path for few edges) against a union-find
+reference, on handcrafted and random graphs.
 
 Spark jobs are the slow part here, so every graph goes into one edge list (disjoint node ranges) and one run.
 """
@@ -7,9 +8,10 @@ from __future__ import annotations
 
 import random
 
+import pyarrow as pa
 import pytest
 
-from spark_jobs.dedup.components import NotConverged, connected_components
+from spark_jobs.dedup.components import NotConverged, connected_components, smallest_roots
 
 
 def union_find_roots(edges: list[tuple[int, int]]) -> dict[int, int]:
@@ -65,12 +67,12 @@ def lazy_cut(df):
     return df.localCheckpoint(eager=False)
 
 
-def run(spark, edges, max_iterations=30):
-    df = spark.createDataFrame(edges, "src long, dst long")
-    result = connected_components(df, lazy_cut, max_iterations)
+def run(spark, edges, max_iterations=30, local_edges=0):
+    df = spark.createDataFrame(edges, "src long, dst long").repartition(3)
+    result = connected_components(df, lazy_cut, max_iterations, local_edges)
     assignments = {r["node"]: r["root"] for r in result.assignments.collect()}
     assert result.size == len(assignments)
-    return assignments, result.rounds
+    return assignments, result.rounds, result.method
 
 
 def test_union_find_reference_itself():
@@ -78,7 +80,8 @@ def test_union_find_reference_itself():
     assert union_find_roots(path(4)) == {1: 0, 2: 0, 3: 0}
 
 
-def test_components_match_union_find_on_many_graphs(spark):
+@pytest.mark.parametrize(("local_edges", "method"), [(0, "star_rounds"), (10_000, "one_task")])
+def test_components_match_union_find_on_many_graphs(spark, local_edges, method):
     rng = random.Random(7)
     graphs = [
         path(12),
@@ -90,22 +93,38 @@ def test_components_match_union_find_on_many_graphs(spark):
         *[random_graph(30, rng.randrange(10, 50), rng) for _ in range(12)],
     ]
     edges = [e for i, g in enumerate(graphs) for e in offset(g, 1000 * i)]
-    got, rounds = run(spark, edges)
+    got, rounds, used = run(spark, edges, local_edges=local_edges)
     assert got == union_find_roots(edges)
-    assert rounds <= 30
+    assert used == method
+    assert rounds <= 30 if method == "star_rounds" else rounds == 0
+
+
+def test_more_edges_than_the_one_task_limit_take_star_rounds(spark):
+    edges = shuffled_path(40, random.Random(3))
+    got, rounds, used = run(spark, edges, local_edges=len(edges) - 1)
+    assert (got, used) == (union_find_roots(edges), "star_rounds") and rounds > 0
 
 
 def test_stars_around_their_minimum_need_no_round(spark):
     """Dedup's verified star edges are often already the answer: the convergence check runs before any round."""
     edges = [(7, 3), (5, 3), (4, 3), (9, 8)]
-    assert run(spark, edges) == ({7: 3, 5: 3, 4: 3, 9: 8}, 0)
+    assert run(spark, edges, local_edges=100) == ({7: 3, 5: 3, 4: 3, 9: 8}, 0, "stars")
 
 
-def test_string_node_ids_use_spark_ordering(spark):
-    edges = [("b", "c"), ("c", "a"), ("x", "y")]
+@pytest.mark.parametrize("local_edges", [0, 100])
+def test_string_node_ids_use_spark_ordering(spark, local_edges):
+    edges = [("b", "c"), ("c", "a"), ("x", "y"), ("é", "z"), ("z", "\U0001f600"), ("\U0001f600", "\uffff")]
     df = spark.createDataFrame(edges, "src string, dst string")
-    result = connected_components(df, lazy_cut, 10)
-    assert {r["node"]: r["root"] for r in result.assignments.collect()} == {"b": "a", "c": "a", "y": "x"}
+    result = connected_components(df, lazy_cut, 10, local_edges)
+    expected = {"b": "a", "c": "a", "y": "x", "é": "z", "\U0001f600": "z", "\uffff": "z"}
+    assert {r["node"]: r["root"] for r in result.assignments.collect()} == expected
+
+
+def test_smallest_roots_of_an_arrow_edge_list():
+    src, dst = pa.array([9, -4, 2**62, 7], pa.int64()), pa.array([-4, 3, 7, 7], pa.int64())
+    nodes, roots = smallest_roots(src, dst)
+    assert dict(zip(nodes.to_pylist(), roots.to_pylist(), strict=True)) == {9: -4, 3: -4, 2**62: 7}
+    assert nodes.type == roots.type == pa.int64()
 
 
 def test_iteration_bound_raises_instead_of_returning_partial_components(spark):

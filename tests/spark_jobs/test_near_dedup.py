@@ -180,9 +180,11 @@ def test_exact_then_near_keeps_what_near_alone_keeps(spark, run, tmp_path):
     assert long_exact_copies and not long_exact_copies & near_alone
 
 
-def test_output_is_identical_across_partitionings_and_checkpoint_modes(spark, run, tmp_path):
-    cfg = cfg_for(tmp_path, dedup_checkpoint="reliable")
-    seven, _ = annotate(NearDedupStage(), docs_frame(spark).repartition(7), cfg)
+def test_output_is_identical_across_partitionings_checkpoint_modes_and_components_methods(spark, run, tmp_path):
+    """The fixture's few edges are joined in one task; here the same graph goes through star rounds."""
+    cfg = cfg_for(tmp_path, dedup_checkpoint="reliable", dedup_local_edges=0)
+    seven, stats = annotate(NearDedupStage(), docs_frame(spark).repartition(7), cfg)
+    assert (run[4]["lsh"]["components_method"], stats["lsh"]["components_method"]) == ("one_task", "star_rounds")
     assert seven.rdd.getNumPartitions() > 0
     assert collect(seven) == run[3]
     assert sorted(run[2].collect()) == sorted(seven.collect())
@@ -217,7 +219,9 @@ def test_verification_stops_a_hub_from_chaining_unrelated_documents(spark):
         [(1, [5, 5, 1, 1, 2, 2, 3, 3]), (2, [5, 5, 9, 9, 8, 8, 7, 7]), (3, [6, 6, 1, 1, 4, 4, 0, 0])],
         "doc_id long, sig array<int>",
     )
-    params = NearDedupParams.from_config(cfg_for("unused", num_perm=8, dedup_fp_weight=0.5, dedup_fn_weight=0.5).options(NearDedupOptions))
+    params = NearDedupParams.from_config(
+        cfg_for("unused", num_perm=8, dedup_fp_weight=0.5, dedup_fn_weight=0.5).options(NearDedupOptions)
+    )
     rows = band_rows(sigs, type(params.bands)(b=4, r=2))
     edges = with_estimates(star_edges(rows, shared_buckets(rows)), sigs, 8).collect()
     assert sorted((e["src"], e["dst"], e["est"]) for e in edges) == [(2, 1, 0.25), (3, 1, 0.25)]
