@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from pyspark.sql import Column, DataFrame
@@ -70,14 +71,18 @@ def merge_columns(batch: pa.RecordBatch, computed: Mapping[str, ColumnValues], s
     return pa.RecordBatch.from_arrays(arrays, schema=schema)
 
 
-def scatter(base: pa.Array, positions: pa.Array, values: ColumnValues) -> list[Any]:
-    """``base`` as a list with ``values[i]`` written at ``positions[i]`` (the computed rows of a sub-batch)."""
-    full = base.to_pylist()
-    if isinstance(values, pa.Array | pa.ChunkedArray):
-        values = values.to_pylist()
-    for position, value in zip(positions.to_pylist(), values, strict=True):
-        full[position] = value
-    return full
+def scatter(base: pa.Array, positions: pa.Array, values: ColumnValues) -> pa.Array:
+    """``base`` with ``values[i]`` at ``positions[i]`` (the computed rows of a sub-batch), by one Arrow ``take``:
+    no value becomes a Python object, which matters for wide values such as a signature of 128 integers."""
+    if not isinstance(values, pa.Array | pa.ChunkedArray):
+        values = pa.array(values, type=base.type)
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks()
+    if len(values) != len(positions):
+        raise ValueError(f"{len(values)} values for {len(positions)} rows")
+    index = np.arange(len(base))
+    index[positions.to_numpy()] = len(base) + np.arange(len(positions))
+    return pa.concat_arrays([base, values.cast(base.type)]).take(pa.array(index))
 
 
 @dataclass(frozen=True)

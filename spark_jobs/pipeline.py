@@ -7,7 +7,7 @@ The run, top to bottom:
 
 1. plan: validate every option, list the inputs (their fingerprint) and derive each stage's cache key;
 2. ingestion and the row stages, fused into one Python pass over the text that writes one annotated copy,
-   ``OUT/_stages/00-ingest+<row stages>/`` (with the row-local part of exact dedup, its hash);
+   ``OUT/_stages/00-ingest+<row stages>/`` (with the row-local parts of the dedup stages: exact dedup's hash, near dedup's signatures);
 3. each corpus stage that removes documents reads what is still kept and writes its removals, ``OUT/_stages/NN-name/``;
 4. ``cleaned/`` and ``removed/``: the annotated copy joined with all removals, then the accounting check
    (input documents = cleaned + removed);
@@ -114,15 +114,16 @@ def run(cfg: PipelineConfig, spark: SparkSession | None = None) -> dict[str, Any
     storage.remove(storage.join(out, "report.json"))
     report: dict[str, Any] = {"config": cfg.to_dict(), "stages": {}}
 
-    # Ingestion and the row stages, in one pass; with the row-local part of the corpus stages (exact dedup's hash).
+    # Ingestion and the row stages, in one pass; with the row-local parts of the corpus stages (hashes, signatures).
     key = cache.key("ingest", cache.code_version(), sources.fingerprint, cache.options_key(ingest_opts))
     for stage, opts in rows:
         key = cache.key(key, stage.name, cache.options_key(opts))
-    steps = [s.batch_fn(o, spark) for s, o in rows] + [s.row_prep for s, _ in removers if s.row_prep]
+    preps = [prep for s, o in removers if (prep := s.row_prep(o)) is not None]
+    steps = [s.batch_fn(o, spark) for s, o in rows] + [prep.fn for prep in preps]
     extra_fields = [
         T.StructField(CHARS, T.LongType(), False),
         *(f for s, _ in rows for f in (*s.row_fields, *s.doc_fields)),
-        *(f for s, _ in removers for f in s.row_fields),
+        *(f for prep in preps for f in prep.fields),
     ]
     doc_columns = (*DOC_COLUMNS, *(f.name for s, _ in rows for f in s.doc_fields))
     raw, report["input"] = ingest(spark, sources, ingest_opts, steps, extra_fields)

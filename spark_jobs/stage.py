@@ -97,17 +97,28 @@ class CorpusResult:
     stats: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class RowPrep:
+    """The row-local part of a corpus stage (exact dedup's hash, near dedup's signatures): the runner computes it in
+    ingestion's pass, where the text is already in Python, into ``fields`` of the fused pass's copy. A copy reused
+    from a run without the stage lacks them, so the stage must compute them itself when its input has none."""
+
+    fn: BatchFn
+    fields: tuple[T.StructField, ...]
+
+
 class CorpusStage(Stage):
     """Decides from all kept documents at once, or writes artifacts from them."""
 
-    row_prep: ClassVar[BatchFn | None] = None
-    """A row-local part the runner computes in ingestion's pass (exact dedup's hash), into ``row_fields``."""
-    row_fields: ClassVar[tuple[T.StructField, ...]] = ()
     artifacts: ClassVar[str | None] = None
     """For a stage that writes files instead of removing documents: its directory under the output (``packed``).
     It runs on the cleaned corpus, after every removing stage."""
 
+    def row_prep(self, opts: Any) -> RowPrep | None:
+        """This stage's row-local part, if it has one."""
+        return None
+
     @abstractmethod
     def run(self, docs: DataFrame, opts: Any, directory: str) -> CorpusResult:
-        """Removals among ``docs`` (the document columns, plus ``row_fields`` when computed), or artifacts written
+        """Removals among ``docs`` (the document columns, plus the :meth:`row_prep` fields when computed), or artifacts written
         under ``directory``. ``directory`` is also the place for scratch files that must survive the run."""

@@ -20,7 +20,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from spark_jobs.batches import CHARS, ColumnValues, map_batches
-from spark_jobs.stage import CorpusResult, CorpusStage, NoOptions, StageView
+from spark_jobs.stage import CorpusResult, CorpusStage, NoOptions, RowPrep, StageView
 
 REASON_EXACT_DUPLICATE = "exact_duplicate"
 HASH_RULE = "xxh3-128"
@@ -49,8 +49,9 @@ class ExactDedupStage(CorpusStage):
 
     name = "exact_dedup"
     reasons = (REASON_EXACT_DUPLICATE,)
-    row_prep = staticmethod(text_hashes)
-    row_fields = (HASH_FIELD,)
+
+    def row_prep(self, opts: NoOptions) -> RowPrep:
+        return RowPrep(text_hashes, (HASH_FIELD,))
 
     def run(self, docs: DataFrame, opts: NoOptions, directory: str) -> CorpusResult:
         """Every document whose normalised text an earlier ``doc_id`` has; uses ``docs``' hash column if present.

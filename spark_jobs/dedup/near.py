@@ -7,7 +7,8 @@ connected component of the near-duplicate graph keeps its smallest ``doc_id`` an
 
 How, and why this way:
 
-1. **Signatures** (:mod:`.minhash`): per Arrow batch in numpy, bit-identical to datasketch's ``MinHash``.
+1. **Signatures** (:mod:`.minhash`): per Arrow batch in numpy, bit-identical to datasketch's ``MinHash``; in the
+   pipeline, computed in ingestion's pass (where the text already is in Python) into a column of its copy.
 2. **Candidates**: every document is exploded into its ``b`` band keys; documents sharing a (band, key) bucket are
    candidates. Each member is linked to the bucket's smallest ``doc_id`` only (star edges): O(bucket) edges
    instead of O(bucket^2) pairs, which is all connected components needs, and what keeps huge buckets (thousands
@@ -61,7 +62,7 @@ from spark_jobs.batches import map_batches
 from spark_jobs.dedup.components import Cut, connected_components
 from spark_jobs.dedup.minhash import Bands, MinHasher, choose_bands, exact_jaccard
 from spark_jobs.documents import hint_small
-from spark_jobs.stage import CorpusResult, CorpusStage, StageView
+from spark_jobs.stage import CorpusResult, CorpusStage, RowPrep, StageView
 
 REASON = "near_duplicate"
 AUDIT_SAMPLE = 20
@@ -143,6 +144,16 @@ class NearDedupParams:
         return self.threshold - self.margin
 
     @property
+    def hasher(self) -> MinHasher:
+        return MinHasher(self.ngram, self.num_perm, self.seed)
+
+    @property
+    def signature_column(self) -> str:
+        """The fused pass's signature column, named by what the signatures depend on: a copy reused from a run
+        with other MinHash options has another name, so its signatures are never taken for these."""
+        return f"_minhash_n{self.ngram}_p{self.num_perm}_s{self.seed}"
+
+    @property
     def rule_prefix(self) -> str:
         """The start of every removed document's ``rule``: which banding found it."""
         return f"minhash b={self.bands.b} r={self.bands.r}"
@@ -151,24 +162,32 @@ class NearDedupParams:
 # --- Spark glue -------------------------------------------------------------------------------------------------
 
 
+SIGNATURE_TYPE = T.ArrayType(T.IntegerType(), containsNull=False)
+"""A signature's column type: the uint32 values reinterpreted as Spark's (signed) integers."""
+
+
 @dataclass(frozen=True)
 class _SignatureColumn:
-    """Batch function for :func:`map_batches`: the ``sig`` column, null for documents with fewer than n words."""
+    """Batch function: the signature column ``name``, null for documents with fewer than n words."""
 
     hasher: MinHasher
+    name: str = "sig"
 
     def __call__(self, batch: pa.RecordBatch) -> Mapping[str, pa.Array]:
         sigs, eligible = self.hasher.signatures(batch.column("text").to_pylist())
         values = pa.array(sigs.view(np.int32).ravel())
-        return {"sig": pa.FixedSizeListArray.from_arrays(values, self.hasher.num_perm, mask=pa.array(~eligible))}
+        return {self.name: pa.FixedSizeListArray.from_arrays(values, self.hasher.num_perm, mask=pa.array(~eligible))}
 
 
-def signatures(docs: DataFrame, hasher: MinHasher) -> DataFrame:
-    """``doc_id``, ``sig`` (array<int>, the uint32 values reinterpreted) for every document with an n-gram."""
-    schema = T.StructType(
-        [docs.schema["doc_id"], T.StructField("sig", T.ArrayType(T.IntegerType(), containsNull=False), True)]
-    )
-    return map_batches(docs.select("doc_id", "text"), _SignatureColumn(hasher), schema).where(F.col("sig").isNotNull())
+def signatures(docs: DataFrame, params: NearDedupParams) -> DataFrame:
+    """``doc_id``, ``sig`` for every document with an n-gram: from the column ingestion's pass computed
+    (:meth:`NearDedupStage.row_prep`) when ``docs`` has it, else computed here."""
+    if params.signature_column in docs.columns:
+        sigs = docs.select("doc_id", F.col(params.signature_column).alias("sig"))
+    else:
+        schema = T.StructType([docs.schema["doc_id"], T.StructField("sig", SIGNATURE_TYPE, True)])
+        sigs = map_batches(docs.select("doc_id", "text"), _SignatureColumn(params.hasher), schema)
+    return sigs.where(F.col("sig").isNotNull())
 
 
 def band_rows(sigs: DataFrame, bands: Bands) -> DataFrame:
@@ -313,7 +332,7 @@ def verified_edges(sigs: DataFrame, params: NearDedupParams, cut: Cut) -> tuple[
 
 def find_removals(docs: DataFrame, params: NearDedupParams, cut: Cut) -> tuple[DataFrame, dict[str, Any]]:
     """``doc_id``, ``duplicate_of`` (its component's smallest doc_id), ``est`` for every removed document; stats."""
-    sigs = cut(signatures(docs, MinHasher(params.ngram, params.num_perm, params.seed)))
+    sigs = cut(signatures(docs, params))
     signed = sigs.count()
     edges, stats = verified_edges(sigs, params, cut)
     components = connected_components(edges, cut, params.max_iterations, params.local_edges)
@@ -339,6 +358,15 @@ class NearDedupStage(CorpusStage):
     name = "near_dedup"
     reasons = (REASON,)
     Options = NearDedupOptions
+
+    def row_prep(self, opts: NearDedupOptions) -> RowPrep:
+        """Signatures, computed where the text already is in Python: the stage then reads 512 bytes per document
+        instead of its text, and no Python round trip of its own."""
+        params = NearDedupParams.from_config(opts)
+        return RowPrep(
+            _SignatureColumn(params.hasher, params.signature_column),
+            (T.StructField(params.signature_column, SIGNATURE_TYPE, True),),
+        )
 
     def run(self, docs: DataFrame, opts: NearDedupOptions, directory: str) -> CorpusResult:
         """``doc_id``, ``reason``, ``rule``, ``duplicate_of`` of each removed document; runs the candidate and

@@ -1,13 +1,17 @@
 """The near_dedup stage on a small corpus with known Jaccard indices: what is caught, what is kept, and why.
 
 One annotate run on a one-partition input serves most tests (Spark jobs dominate the runtime); a second run on
-seven partitions checks determinism, a third runs near dedup after the exact_dedup stage.
+seven partitions checks determinism, a third runs near dedup after the exact_dedup stage; whole pipeline runs check
+the signatures computed in ingestion's pass.
 """
 
 from __future__ import annotations
 
+import json
 import random
+import shutil
 
+import pyarrow.parquet as pq
 import pytest
 from pyspark.sql import functions as F
 
@@ -26,6 +30,7 @@ from spark_jobs.dedup.near import (
     with_estimates,
 )
 from spark_jobs.documents import doc_schema
+from spark_jobs.pipeline import run as run_pipeline
 from tests.spark_jobs.stage_utils import annotate
 from tests.spark_jobs.stage_utils import report as stage_report
 
@@ -188,6 +193,41 @@ def test_output_is_identical_across_partitionings_checkpoint_modes_and_component
     assert seven.rdd.getNumPartitions() > 0
     assert collect(seven) == run[3]
     assert sorted(run[2].collect()) == sorted(seven.collect())
+
+
+def pipeline_removals(spark, out) -> dict[int, tuple]:
+    rows = spark.read.parquet(str(out / "_stages" / "01-near_dedup")).collect()
+    return {r["doc_id"]: (r["reason"], r["rule"], r["duplicate_of"]) for r in rows}
+
+
+def fused_columns(out) -> list[str]:
+    return pq.read_schema(next((out / "_stages" / "00-ingest").glob("*.parquet"))).names
+
+
+def test_pipeline_takes_signatures_from_ingestion_or_computes_its_own(spark, run, tmp_path):
+    """A run computes near dedup's signatures in ingestion's pass, into a column named by the MinHash options; a
+    copy of that pass reused by a run with another seed lacks this seed's column, and the stage computes its own:
+    the removals are the same either way, and the same as the stage's alone."""
+    source = tmp_path / "in.jsonl"
+    rows = [{"id": i, "text": t, "kind": kind} for i, (t, kind) in CORPUS.items()]
+    source.write_text("".join(json.dumps(row) + "\n" for row in rows))
+
+    def pipeline(out, *flags):
+        args = ["--input", str(source), "--output", str(out), "--stages", "near_dedup", "--id-column", "id", *flags]
+        return run_pipeline(PipelineConfig.from_args(args), spark)
+
+    pipeline(tmp_path / "seed0")
+    assert "_minhash_n5_p128_s0" in fused_columns(tmp_path / "seed0")
+    removed = {i: v for i, v in run[3].items() if v[0] == REASON}
+    assert pipeline_removals(spark, tmp_path / "seed0") == removed
+
+    shutil.copytree(tmp_path / "seed0", tmp_path / "reused")
+    pipeline(tmp_path / "reused", "--seed", "1")
+    pipeline(tmp_path / "fresh", "--seed", "1")
+    assert "_minhash_n5_p128_s1" not in fused_columns(tmp_path / "reused")
+    assert "_minhash_n5_p128_s1" in fused_columns(tmp_path / "fresh")
+    reused = pipeline_removals(spark, tmp_path / "reused")
+    assert reused and reused == pipeline_removals(spark, tmp_path / "fresh")
 
 
 def test_report(run):
