@@ -102,10 +102,7 @@ def non_whitespace_chars(text: str) -> int:
 
 
 class CodeMinChars(LowerBound):
-    """Code needs some non-whitespace characters (a few lines of ``pass``/``)`` are not a program).
-
-    Judged one document at a time even on a batch: counting stops at the minimum, so most texts are read only in part.
-    """
+    """Code needs some non-whitespace characters (a few lines of ``pass``/``)`` are not a program)."""
 
     name = "code_min_chars"
     reason = REASON_TOO_SHORT
@@ -123,3 +120,8 @@ class CodeMinChars(LowerBound):
         if count_reaches(doc.text, non_whitespace_chars, lambda count: count >= self.minimum, step):
             return None
         return super().check(doc)
+
+    def check_rows(self, docs: DocBatch, rows: np.ndarray) -> tuple[np.ndarray, list[str]]:
+        """A non-blank line holds a non-whitespace character, so a text with enough of them passes; only the others
+        are counted, one by one as :meth:`check` does."""
+        return super().check_rows(docs, rows[docs.nonblank_line_segments.count[rows] < self.minimum])
