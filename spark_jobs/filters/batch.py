@@ -12,6 +12,7 @@ Arrow's Unicode whitespace (``utf8_is_space``, ``utf8_trim_whitespace``) is Pyth
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from functools import cached_property
 from typing import NamedTuple
 
@@ -96,15 +97,20 @@ class DocBatch:
         return segment_counts(self.lines, self.line_lengths, self.line_starts, nonblank)
 
     @cached_property
+    def _stripped(self) -> pa.Array:
+        """The texts without leading and trailing whitespace, as ``str.strip()`` leaves them."""
+        return pc.utf8_trim_whitespace(self.texts)
+
+    @cached_property
     def paragraph_segments(self) -> Segments:
-        paragraphs = pc.split_pattern_regex(pc.utf8_trim_whitespace(self.texts), PARAGRAPH_BREAK.pattern)
+        paragraphs = pc.split_pattern_regex(self._stripped, PARAGRAPH_BREAK.pattern)
         flat = paragraphs.flatten()
         lengths = numpy(pc.utf8_length(flat))
         return segment_counts(flat, lengths, starts_of(paragraphs), np.ones(lengths.size, dtype=bool))
 
     @cached_property
     def ngrams(self) -> BatchNGrams:
-        return BatchNGrams(*split_words(self.texts))
+        return BatchNGrams(*split_words(self._stripped))
 
     @property
     def word_count(self) -> np.ndarray:
@@ -164,15 +170,19 @@ def segment_counts(segments: pa.Array, lengths: np.ndarray, starts: np.ndarray, 
 
 
 def row_sums(values: np.ndarray, starts: np.ndarray) -> np.ndarray:
-    """Sum of ``values`` over each row of a flat array whose rows begin at ``starts`` (its length last)."""
-    totals = np.concatenate(([0], np.cumsum(values, dtype=np.int64)))
-    return totals[starts[1:]] - totals[starts[:-1]]
+    """Sum of ``values`` over each row of a flat array whose rows begin at ``starts`` (its length last), as integers;
+    without a running total as long as ``values`` (``reduceat`` would give an empty row its next element)."""
+    sums = np.zeros(starts.size - 1, dtype=np.int64)
+    nonempty = starts[1:] > starts[:-1]
+    sums[nonempty] = np.add.reduceat(values, starts[:-1][nonempty], dtype=np.int64)
+    return sums
 
 
 def split_words(texts: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The words of every text as ``str.split()`` finds them: (word ids, word lengths, where each text's words
-    begin, their number last). Equal words of a text get equal ids (its index in a dictionary of the words of a
-    piece of the batch); the ids of different texts are not comparable.
+    """The words of every text (stripped: then only an empty text splits into an empty string) as ``str.split()``
+    finds them: (word ids, word lengths, where each text's words begin, their number last). Equal words of a text
+    get equal ids (its index in a dictionary of the words of a piece of the batch); the ids of different texts are
+    not comparable.
 
     Arrow's ASCII split is several times faster than its Unicode one; the few texts with other whitespace have it
     replaced by spaces first (found by a regex, which scans quickly).
@@ -185,27 +195,14 @@ def split_words(texts: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     flat = words.flatten()
     starts = starts_of(words)
     lengths = numpy(pc.utf8_length(flat))
-    ids = np.zeros(lengths.size, dtype=np.int64)
+    ids = np.zeros(lengths.size, dtype=np.int32)
     for first_row, end_row in row_pieces(starts, WORD_PIECE):
         start, end = starts[first_row], starts[end_row]
         ids[start:end] = numpy(pc.dictionary_encode(flat.slice(start, end - start)).indices)
-    is_word = lengths > 0  # the split leaves an empty string at leading and trailing whitespace, and for ""
-    word_starts = np.concatenate(([0], np.cumsum(row_sums(is_word, starts))))
-    return ids[is_word], lengths[is_word], word_starts
-
-
-def factorize_rows(keys: np.ndarray, owner: np.ndarray) -> np.ndarray:
-    """``pandas.factorize`` codes of ``keys`` that no two rows share, whose rows ``owner`` ascend: numbered piece
-    by piece (:func:`row_pieces`), each piece's codes following the previous piece's."""
-    codes = np.zeros(keys.size, dtype=np.int64)
-    starts = np.searchsorted(owner, np.arange(int(owner.max(initial=-1)) + 2))
-    numbered = 0
-    for first_row, end_row in row_pieces(starts, WORD_PIECE):
-        start, end = starts[first_row], starts[end_row]
-        piece, uniques = pd.factorize(keys[start:end])
-        codes[start:end] = piece + numbered
-        numbered += uniques.size
-    return codes
+    empty = np.flatnonzero(lengths == 0)
+    if empty.size:
+        ids, lengths, starts = np.delete(ids, empty), np.delete(lengths, empty), starts - np.searchsorted(empty, starts)
+    return ids, lengths, starts
 
 
 class Repeats(NamedTuple):
@@ -252,29 +249,43 @@ class BatchNGrams:
             return known
         covers = np.zeros(self.rows, dtype=bool)
         covers[rows] = True
-        if n == 2:
-            positions = np.flatnonzero((self._owner[1:] == self._owner[:-1]) & covers[self._owner[:-1]])
-            base = int(self._ids.max(initial=0)) + 1
-            words = self._owner * base + self._ids  # unique per document
-            if self.rows * base * base >= 2**63:  # keep the pair keys within int64
-                words, _ = pd.factorize(words)
-            keys = words[positions] * base + self._ids[positions + 1]
-        else:
-            shorter = self.repeats(n - 1, rows)
-            wanted = covers[self._owner[shorter.positions]]
-            before, codes = shorter.positions[wanted], shorter.codes[wanted]
-            pairs = np.flatnonzero(
-                (before[1:] == before[:-1] + 1) & (self._owner[before[1:]] == self._owner[before[:-1]])
-            )
-            positions = before[pairs]
-            keys = codes[pairs] * (int(codes.max(initial=0)) + 1) + codes[pairs + 1]
-        codes = factorize_rows(keys, self._owner[positions])
-        counts = np.bincount(codes)
-        repeated = counts[codes] > 1
-        codes = (np.cumsum(counts > 1) - 1)[codes[repeated]]
-        positions = positions[repeated]
+        kept_positions, kept_codes, numbered = [], [], 0
+        for positions, keys in self._candidates(n, rows, covers):
+            codes, uniques = pd.factorize(keys)
+            counts = np.bincount(codes, minlength=uniques.size)
+            repeated = counts[codes] > 1
+            kept_positions.append(positions[repeated])
+            kept_codes.append((np.cumsum(counts > 1) - 1 + numbered)[codes[repeated]])
+            numbered += np.count_nonzero(counts > 1)
+        positions = np.concatenate([np.zeros(0, dtype=np.int64), *kept_positions])
+        codes = np.concatenate([np.zeros(0, dtype=np.int64), *kept_codes])
         self._repeats[n] = Repeats(positions, codes, positions[first_occurrences(codes)], covers)
         return self._repeats[n]
+
+    def _candidates(self, n: int, rows: np.ndarray, covers: np.ndarray) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """The positions of the n-grams of the ``covers`` documents that may repeat, and a key for each that is
+        equal exactly for equal n-grams of a document, piece by piece of whole documents (:func:`row_pieces`):
+        numbered a piece at a time, keys and codes stay in the CPU cache."""
+        if n == 2:
+            for first_row, end_row in row_pieces(self.starts, WORD_PIECE):
+                start, end = self.starts[first_row], self.starts[end_row]
+                owner, ids = self._owner[start:end], self._ids[start:end]
+                at = np.flatnonzero((owner[1:] == owner[:-1]) & covers[owner[:-1]])
+                base = int(ids.max(initial=0)) + 1
+                words = (owner - first_row) * base + ids  # unique per document
+                if (end_row - first_row) * base * base >= 2**63:  # keep the pair keys within int64
+                    words, _ = pd.factorize(words)
+                yield at + start, words[at] * base + ids[at + 1]
+            return
+        shorter = self.repeats(n - 1, rows)
+        wanted = covers[self._owner[shorter.positions]]
+        before, codes = shorter.positions[wanted], shorter.codes[wanted]
+        starts = np.searchsorted(self._owner[before], np.arange(self.rows + 1))
+        for first_row, end_row in row_pieces(starts, WORD_PIECE):
+            start, end = starts[first_row], starts[end_row]
+            at, piece = before[start:end], codes[start:end]
+            pairs = np.flatnonzero((at[1:] == at[:-1] + 1) & (self._owner[at[1:]] == self._owner[at[:-1]]))
+            yield at[pairs], piece[pairs] * (int(piece.max(initial=0)) + 1) + piece[pairs + 1]
 
     def top_ngram_chars(self, n: int, rows: np.ndarray) -> np.ndarray:
         """For each of ``rows``, its :meth:`~spark_jobs.filters.base.WordNGrams.top_ngram_chars`: all occurrences of
