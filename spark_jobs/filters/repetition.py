@@ -30,17 +30,20 @@ class DuplicateSegments(DocFilter):
         """The document's segments, or a batch's as arrays (both name the measure alike)."""
         raise NotImplementedError
 
+    def rule(self, sub_rule: str, share: float, maximum: float) -> str:
+        return rule_text(f"{self.name}_{sub_rule}", share, ">", maximum)
+
     def check(self, doc: DocView) -> str | None:
         segments = self.segments(doc)
         if not segments.count:
             return None
         frac = segments.repeated / segments.count
         if frac > self.max_frac:
-            return rule_text(f"{self.name}_frac", frac, ">", self.max_frac)
+            return self.rule("frac", frac, self.max_frac)
         if self.max_char_frac is not None and doc.text:
             char_frac = segments.repeated_chars / len(doc.text)
             if char_frac > self.max_char_frac:
-                return rule_text(f"{self.name}_char_frac", char_frac, ">", self.max_char_frac)
+                return self.rule("char_frac", char_frac, self.max_char_frac)
         return None
 
     def check_rows(self, docs: DocBatch, rows: np.ndarray) -> tuple[np.ndarray, list[str]]:
@@ -48,14 +51,14 @@ class DuplicateSegments(DocFilter):
         count = segments.count[rows]
         frac = np.divide(segments.repeated[rows], count, out=np.zeros(rows.size), where=count > 0)
         by_count = (count > 0) & (frac > self.max_frac)
-        fired, rules = [rows[by_count]], [rule_text(f"{self.name}_frac", v, ">", self.max_frac) for v in frac[by_count]]
+        fired, rules = [rows[by_count]], [self.rule("frac", value, self.max_frac) for value in frac[by_count]]
         if self.max_char_frac is not None:
             chars = docs.chars[rows]
             left = (count > 0) & ~by_count & (chars > 0)
             char_frac = np.divide(segments.repeated_chars[rows], chars, out=np.zeros(rows.size), where=left)
             by_chars = left & (char_frac > self.max_char_frac)
             fired.append(rows[by_chars])
-            rules += [rule_text(f"{self.name}_char_frac", v, ">", self.max_char_frac) for v in char_frac[by_chars]]
+            rules += [self.rule("char_frac", value, self.max_char_frac) for value in char_frac[by_chars]]
         return np.concatenate(fired), rules
 
     def __repr__(self) -> str:
