@@ -2,8 +2,9 @@
 
 Filters are small named units (datatrove style): each does one job, has a ``name`` that the report counts removals
 by, and a ``reason`` (``too_short``, ``repetition``, ...). A unit looks at a :class:`DocView`, whose splits (lines, paragraphs, words, word
-n-grams) are computed on first use and then shared, so a chain of ten filters splits a document once; on a batch,
-:mod:`spark_jobs.filters.batch` measures all documents at once instead.
+n-grams) are computed on first use and then shared, so a chain of ten filters splits a document once. This is the
+reference: on a batch, :mod:`spark_jobs.filters.batch` measures all documents at once, and units decide many
+documents at once with :meth:`DocFilter.check_rows`, exactly as :meth:`DocFilter.check` decides each.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
-from typing import ClassVar
+from typing import ClassVar, Protocol
 
 import numpy as np
 import pandas as pd
@@ -27,12 +28,15 @@ PARAGRAPH_BREAK = re.compile(r"\n{2,}")
 @dataclass(frozen=True)
 class Segments:
     """A document's segments (paragraphs or lines) in numbers: how many and their characters, and the same for the
-    ones equal to an earlier segment (the first occurrence is never a repeat). The repetition rules need no more."""
+    ones equal to an earlier segment (the first occurrence is never a repeat). The repetition rules need no more.
 
-    count: int
-    chars: int
-    repeated: int
-    repeated_chars: int
+    For a batch (:mod:`spark_jobs.filters.batch`) each field is an array with one number per document.
+    """
+
+    count: int | np.ndarray
+    chars: int | np.ndarray
+    repeated: int | np.ndarray
+    repeated_chars: int | np.ndarray
 
     @classmethod
     def of(cls, segments: Sequence[str]) -> Segments:
@@ -60,21 +64,12 @@ class DocView:
     ``paragraphs`` split the stripped text on ``\\n{2,}`` (the course and Gopher); words split on any whitespace, like
     ``str.split()``.
 
-    The units read the measures (``line_lengths``, the ``*_segments`` counts, ``ngrams``), not the splits. A batch
-    computes the measures of all its documents at once (:mod:`spark_jobs.filters.batch`) and hands each view its
-    share as ``measured``, which stands in for the cached properties of the same names.
+    The units read the measures (``line_lengths``, the ``*_segments`` counts, ``ngrams``), not the splits; a
+    :class:`~spark_jobs.filters.batch.DocBatch` has the same measures for all documents of a batch at once.
     """
 
-    MEASURES: ClassVar[frozenset[str]] = frozenset(
-        {"line_lengths", "nonempty_line_segments", "nonblank_line_segments", "paragraph_segments", "ngrams"}
-    )
-
-    def __init__(self, text: str, **measured: object) -> None:
-        unknown = measured.keys() - self.MEASURES
-        if unknown:
-            raise TypeError(f"not a DocView measure: {sorted(unknown)}")
+    def __init__(self, text: str) -> None:
         self.text = text
-        vars(self).update(measured)
 
     @cached_property
     def lines(self) -> list[str]:
@@ -118,12 +113,15 @@ class DocView:
         return self.ngrams.word_count
 
     def kth_longest_line(self, k: int) -> int:
-        """Length of the ``k``-th longest line (the shortest line when there are fewer than ``k``; 0 when none)."""
-        lengths = self.line_lengths
-        if lengths.size == 0 or k < 1:
-            return 0
-        kth = max(lengths.size - k, 0)
-        return int(np.partition(lengths, kth)[kth])
+        return kth_largest(self.line_lengths, k)
+
+
+def kth_largest(values: np.ndarray, k: int) -> int:
+    """The ``k``-th largest of ``values`` (the smallest when there are fewer than ``k``; 0 when none)."""
+    if values.size == 0 or k < 1:
+        return 0
+    kth = max(values.size - k, 0)
+    return int(np.partition(values, kth)[kth])
 
 
 class WordNGrams:
@@ -134,21 +132,14 @@ class WordNGrams:
     appearance (``pandas.factorize``, a C hash table). So equal n-grams get equal ids, with no hash collisions, and
     ids are in order of first sight, which makes "seen before" a comparison with a running maximum.
 
-    A batch may hand in ``groups`` it numbered for all its documents at once (the same ids, since they depend only
-    on the sequence of n-grams) and ``repeat_free_from`` if it found one; other levels are numbered here on demand.
+    Levels are numbered on demand, and not beyond the first size with no repeated n-gram.
     """
 
-    def __init__(
-        self,
-        word_ids: np.ndarray,
-        word_lengths: np.ndarray,
-        groups: dict[int, tuple[np.ndarray, np.ndarray]] | None = None,
-        repeat_free_from: int | None = None,
-    ) -> None:
+    def __init__(self, word_ids: np.ndarray, word_lengths: np.ndarray) -> None:
         self._ids = word_ids.astype(np.int64, copy=False)
         self._word_lengths = word_lengths.astype(np.int64, copy=False)
-        self._groups = groups if groups is not None else {}
-        self._repeat_free_from = repeat_free_from
+        self._groups: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        self._repeat_free_from: int | None = None
 
     @classmethod
     def from_words(cls, words: list[str]) -> WordNGrams:
@@ -272,6 +263,13 @@ def count_reaches(text: str, count: Callable[[str], int], enough: Callable[[int]
     return False
 
 
+class Documents(Protocol):
+    """The documents of a batch as a unit's batch form is handed them (a :class:`~spark_jobs.filters.batch.DocBatch`,
+    which has the measures too); the per-document fallback needs only each document's own view."""
+
+    def view(self, row: int) -> DocView: ...
+
+
 class DocFilter:
     """A filter unit: ``check`` returns the rule that fired, with its measured value, or None to keep the document.
 
@@ -285,41 +283,82 @@ class DocFilter:
     def check(self, doc: DocView) -> str | None:
         raise NotImplementedError
 
+    def check_rows(self, docs: Documents, rows: np.ndarray) -> tuple[np.ndarray, list[str]]:
+        """The rows among ``rows`` (indices into ``docs``) on which the unit fires, and its rule for each.
+
+        Here one document at a time with :meth:`check`, so that a new unit runs on batches as it is; a unit that
+        can measure many documents at once overrides this, deciding each row exactly as :meth:`check` would.
+        """
+        rules = [self.check(docs.view(row)) for row in rows.tolist()]
+        fired = np.array([rule is not None for rule in rules], dtype=bool)
+        return rows[fired], [rule for rule in rules if rule is not None]
+
 
 def format_value(value: float) -> str:
     """Integers as integers, ratios with three decimals (enough to see why a threshold fired)."""
     return str(value) if isinstance(value, int | np.integer) else f"{value:.3f}"
 
 
-class LowerBound(DocFilter):
+def rule_text(name: str, value: float, comparison: str, threshold: float) -> str:
+    """A fired rule as the report shows it: ``"<name>: <measured value> <comparison> <threshold>"``."""
+    return f"{name}: {format_value(value)} {comparison} {threshold}"
+
+
+class Bound(DocFilter):
+    """Fires when the unit's ``measure`` crosses ``threshold`` (:class:`LowerBound`, :class:`UpperBound`)."""
+
+    comparison: ClassVar[str]
+
+    def __init__(self, threshold: float) -> None:
+        self.threshold = threshold
+
+    def measure(self, doc: DocView) -> float:
+        raise NotImplementedError
+
+    def measure_rows(self, docs: Documents, rows: np.ndarray) -> np.ndarray | None:
+        """The measure of each of ``rows`` at once, exactly as :meth:`measure` gives it; None where the unit has no
+        batch form (then :meth:`check` runs on each document)."""
+        return None
+
+    def fires(self, value: float | np.ndarray) -> bool | np.ndarray:
+        raise NotImplementedError
+
+    def check(self, doc: DocView) -> str | None:
+        value = self.measure(doc)
+        return rule_text(self.name, value, self.comparison, self.threshold) if self.fires(value) else None
+
+    def check_rows(self, docs: Documents, rows: np.ndarray) -> tuple[np.ndarray, list[str]]:
+        values = self.measure_rows(docs, rows)
+        if values is None:
+            return super().check_rows(docs, rows)
+        fired = self.fires(values)
+        return rows[fired], [rule_text(self.name, value, self.comparison, self.threshold) for value in values[fired]]
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.threshold})"
+
+
+class LowerBound(Bound):
     """Fires when the unit's ``measure`` is below ``minimum`` (length-style rules)."""
 
-    def __init__(self, minimum: float) -> None:
-        self.minimum = minimum
+    comparison = "<"
 
-    def measure(self, doc: DocView) -> float:
-        raise NotImplementedError
+    @property
+    def minimum(self) -> float:
+        return self.threshold
 
-    def check(self, doc: DocView) -> str | None:
-        value = self.measure(doc)
-        return f"{self.name}: {format_value(value)} < {self.minimum}" if value < self.minimum else None
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.minimum})"
+    def fires(self, value: float | np.ndarray) -> bool | np.ndarray:
+        return value < self.minimum
 
 
-class UpperBound(DocFilter):
+class UpperBound(Bound):
     """Fires when the unit's ``measure`` is above ``maximum`` (share-style rules: equal to the threshold passes)."""
 
-    def __init__(self, maximum: float) -> None:
-        self.maximum = maximum
+    comparison = ">"
 
-    def measure(self, doc: DocView) -> float:
-        raise NotImplementedError
+    @property
+    def maximum(self) -> float:
+        return self.threshold
 
-    def check(self, doc: DocView) -> str | None:
-        value = self.measure(doc)
-        return f"{self.name}: {format_value(value)} > {self.maximum}" if value > self.maximum else None
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.maximum})"
+    def fires(self, value: float | np.ndarray) -> bool | np.ndarray:
+        return value > self.maximum

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import re
 
-from spark_jobs.filters.base import REASON_TOO_SHORT, DocView, LowerBound, count_reaches
+import numpy as np
+
+from spark_jobs.filters.base import REASON_TOO_SHORT, DocView, LowerBound, count_reaches, kth_largest, rule_text
+from spark_jobs.filters.batch import DocBatch, row_sums
 
 _UNSPACED_SCRIPT = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 """Hiragana, katakana and CJK ideographs: scripts written without spaces between words."""
@@ -21,6 +24,9 @@ class MinLines(LowerBound):
 
     def measure(self, doc: DocView) -> int:
         return doc.line_lengths.size
+
+    def measure_rows(self, docs: DocBatch, rows: np.ndarray) -> np.ndarray:
+        return docs.line_count[rows]
 
 
 class LongestLines(LowerBound):
@@ -40,6 +46,18 @@ class LongestLines(LowerBound):
     def measure(self, doc: DocView) -> int:
         return doc.kth_longest_line(self.count)
 
+    def check_rows(self, docs: DocBatch, rows: np.ndarray) -> tuple[np.ndarray, list[str]]:
+        """The ``count``-th longest line is shorter than ``minimum`` exactly when fewer lines than ``count`` (than all,
+        if the text has fewer) reach it: counted for every row at once, the length itself only where it fires."""
+        if self.count < 1:  # then every text measures 0
+            fired = rows if 0 < self.minimum else rows[:0]
+        else:
+            long_enough = row_sums(docs.line_lengths >= self.minimum, docs.line_starts)[rows]
+            fired = rows[long_enough < np.minimum(docs.line_count[rows], self.count)]
+        starts = docs.line_starts
+        values = [kth_largest(docs.line_lengths[starts[row] : starts[row + 1]], self.count) for row in fired.tolist()]
+        return fired, [rule_text(self.name, value, self.comparison, self.minimum) for value in values]
+
 
 class MinWords(LowerBound):
     """Prose needs a few words: three lines of "ok" pass the course's line rules but teach a model nothing.
@@ -55,6 +73,13 @@ class MinWords(LowerBound):
         words = doc.word_count
         return words if words >= self.minimum else words + len(_UNSPACED_SCRIPT.findall(doc.text))
 
+    def measure_rows(self, docs: DocBatch, rows: np.ndarray) -> np.ndarray:
+        words = docs.word_count[rows]
+        short = np.flatnonzero(words < self.minimum)
+        unspaced = (len(_UNSPACED_SCRIPT.findall(docs.text(row))) for row in rows[short].tolist())
+        words[short] += np.fromiter(unspaced, dtype=np.int64, count=short.size)
+        return words
+
 
 class CodeMinLines(LowerBound):
     """Code needs some non-blank lines (empty ``__init__.py`` files and one-liners are noise in a corpus)."""
@@ -64,6 +89,9 @@ class CodeMinLines(LowerBound):
 
     def measure(self, doc: DocView) -> int:
         return doc.nonblank_line_segments.count
+
+    def measure_rows(self, docs: DocBatch, rows: np.ndarray) -> np.ndarray:
+        return docs.nonblank_line_segments.count[rows]
 
 
 def non_whitespace_chars(text: str) -> int:
@@ -92,3 +120,8 @@ class CodeMinChars(LowerBound):
         if count_reaches(doc.text, non_whitespace_chars, lambda count: count >= self.minimum, step):
             return None
         return super().check(doc)
+
+    def check_rows(self, docs: DocBatch, rows: np.ndarray) -> tuple[np.ndarray, list[str]]:
+        """A non-blank line holds a non-whitespace character, so a text with enough of them passes; only the others
+        are counted, one by one as :meth:`check` does."""
+        return super().check_rows(docs, rows[docs.nonblank_line_segments.count[rows] < self.minimum])

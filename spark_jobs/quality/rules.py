@@ -509,8 +509,7 @@ class FineWebDupLineCharFrac(QualityUnit):
 
     def measure(self, batch: BatchText) -> np.ndarray:
         nonblank = batch.nonempty_lines & ~numpy(pc.utf8_is_space(batch.lines))
-        segments = segment_counts(batch.lines, batch.line_lengths, batch.line_starts, nonblank)
-        repeated = np.fromiter((s.repeated_chars for s in segments), dtype=np.int64, count=len(segments))
+        repeated = segment_counts(batch.lines, batch.line_lengths, batch.line_starts, nonblank).repeated_chars
         return repeated / np.maximum(row_sums(batch.line_lengths, batch.line_starts), 1)
 
 
