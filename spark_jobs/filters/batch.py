@@ -37,24 +37,13 @@ on (tab, line feed, vertical tab, form feed, carriage return, space)."""
 _OTHER_WHITESPACE_RE2 = "[" + "".join(f"\\x{{{ord(char):x}}}" for char in OTHER_WHITESPACE) + "]"
 
 
-class DocBatch:
-    """The documents of a batch (a null text is empty) with their measures, each computed for all documents at once
-    when a unit first reads it: the same measures, by the same names, as a :class:`DocView` has for one document,
-    but arrays indexed by row. ``view(row)`` is a document's own view, for units without a batch form.
-    """
+class BatchLines:
+    """The texts of a batch (a null text is empty) split into lines once, by Arrow: one flat array of lines, where
+    each text's lines begin, and their lengths. The filters and the quality rules both start from these."""
 
     def __init__(self, texts: pa.Array) -> None:
         self.texts = texts.fill_null("")
         self.size = len(texts)
-        self._views: dict[int, DocView] = {}
-
-    def text(self, row: int) -> str:
-        return self.texts[row].as_py()
-
-    def view(self, row: int) -> DocView:
-        if row not in self._views:
-            self._views[row] = DocView(self.text(row))
-        return self._views[row]
 
     @cached_property
     def _lines(self) -> pa.ListArray:
@@ -77,6 +66,25 @@ class DocBatch:
     def line_count(self) -> np.ndarray:
         """Lines of each text (at least one: an empty text is one empty line)."""
         return np.diff(self.line_starts)
+
+
+class DocBatch(BatchLines):
+    """The documents of a batch with their measures, each computed for all documents at once when a unit first
+    reads it: the same measures, by the same names, as a :class:`DocView` has for one document, but arrays indexed
+    by row. ``view(row)`` is a document's own view, for units without a batch form.
+    """
+
+    def __init__(self, texts: pa.Array) -> None:
+        super().__init__(texts)
+        self._views: dict[int, DocView] = {}
+
+    def text(self, row: int) -> str:
+        return self.texts[row].as_py()
+
+    def view(self, row: int) -> DocView:
+        if row not in self._views:
+            self._views[row] = DocView(self.text(row))
+        return self._views[row]
 
     @cached_property
     def chars(self) -> np.ndarray:

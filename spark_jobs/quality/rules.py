@@ -31,7 +31,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from spark_jobs.filters.base import format_value
-from spark_jobs.filters.batch import numpy, owners, row_sums, segment_counts, starts_of
+from spark_jobs.filters.batch import BatchLines, numpy, owners, row_sums, segment_counts, starts_of
 
 STOP_WORDS = ("the", "be", "to", "of", "and", "that", "have", "with")
 """Gopher's stop words: a document needs a few of them to be English prose at all."""
@@ -158,36 +158,11 @@ def ellipsis_counts(texts: pa.Array) -> np.ndarray:
     return counts + np.diff(np.searchsorted(marks, starts))
 
 
-class BatchText:
+class BatchText(BatchLines):
     """The prose texts of a batch, split into lines and each line into whitespace tokens once (Arrow), with
     per-document counts (numpy). A text's words are its lines' tokens: ``\n`` is whitespace to ``str.split``."""
 
-    def __init__(self, texts: pa.Array) -> None:
-        self.texts = texts.fill_null("")
-        self.size = len(texts)
-
     # Lines.
-    @cached_property
-    def _lines(self) -> pa.ListArray:
-        return pc.split_pattern(self.texts, "\n")
-
-    @cached_property
-    def lines(self) -> pa.Array:
-        """Every line of every text, one flat array (:attr:`line_starts` says where each text's begin)."""
-        return self._lines.flatten()
-
-    @cached_property
-    def line_starts(self) -> np.ndarray:
-        return starts_of(self._lines)
-
-    @cached_property
-    def line_lengths(self) -> np.ndarray:
-        return numpy(pc.utf8_length(self.lines))
-
-    @cached_property
-    def line_count(self) -> np.ndarray:
-        return np.diff(self.line_starts)
-
     @cached_property
     def nonempty_lines(self) -> np.ndarray:
         return self.line_lengths > 0
