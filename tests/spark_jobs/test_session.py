@@ -1,3 +1,5 @@
+import pyspark
+
 from spark_jobs.documents import position_id
 
 
@@ -30,6 +32,26 @@ def test_python_workers_talk_to_the_jvm_over_a_unix_socket(spark):
 
     seen = {row.uds for row in spark.range(0, 10, numPartitions=2).mapInArrow(transport, "uds string").collect()}
     assert seen == {"true"}
+
+
+def test_python_workers_import_the_installed_pyspark_not_sparks_zip(spark):
+    """In a local run the worker daemon takes Spark's pyspark.zip off the path: no zip importer re-reads it per task."""
+
+    def origin(batches):
+        import sys
+        import zipimport
+
+        import pyarrow as pa
+        import pyspark
+
+        for _ in batches:
+            pass
+        zips = [key for key, value in sys.path_importer_cache.items() if isinstance(value, zipimport.zipimporter)]
+        yield pa.RecordBatch.from_pylist([{"pyspark": pyspark.__file__, "zips": ";".join(zips)}])
+
+    rows = spark.range(0, 10, numPartitions=2).mapInArrow(origin, "pyspark string, zips string").collect()
+    assert {row.pyspark for row in rows} == {pyspark.__file__}
+    assert {row.zips for row in rows} == {""}
 
 
 def test_position_id_is_stable_and_signed():
