@@ -144,9 +144,9 @@ def get_spark(
             .config("spark.ui.enabled", "true" if ui else "false")
             .config("spark.ui.showConsoleProgress", "true")
             .config("spark.sql.adaptive.enabled", "true")
-            # The workers import the installed pyspark, not Spark's zip of it (see the module's docstring).
-            .config("spark.python.daemon.module", "spark_jobs.worker_daemon")
         )
+        if master.startswith("local"):  # workers on this machine import the installed pyspark, not Spark's zip of it
+            builder = builder.config("spark.python.daemon.module", "spark_jobs.worker_daemon")
         if SparkSession.getActiveSession() is None and class_archive:
             archive, recording = class_archive_options(class_archive, java_options)
             java_options = f"{java_options} {archive}".strip()

@@ -6,7 +6,7 @@ an archive, a few dozen in a worker) reads its archive's whole directory again: 
 nothing. In a local run the zip is the copy that ships inside the installed pyspark package, the same code, so this
 daemon takes the archives off the path before it imports pyspark; where the package is not installed (a cluster's
 workers) it keeps them.
-Local runs select it with ``spark.python.daemon.module``.
+Local-mode runs select it with ``spark.python.daemon.module`` (a cluster's workers may lack this package).
 """
 
 import importlib.util
