@@ -205,9 +205,9 @@ def fused_columns(out) -> list[str]:
 
 
 def test_pipeline_takes_signatures_from_ingestion_or_computes_its_own(spark, run, tmp_path):
-    """A run computes near dedup's signatures in ingestion's pass, into a column named by the MinHash options; a
-    copy of that pass reused by a run with another seed lacks this seed's column, and the stage computes its own:
-    the removals are the same either way, and the same as the stage's alone."""
+    """A run computes near dedup's signatures in ingestion's pass, into a column named by the MinHash options. A
+    copy of that pass, reused by a run with another seed, has no column for the new seed, so the stage computes the
+    signatures itself: the removals are the same either way, and the same as the stage run alone."""
     source = tmp_path / "in.jsonl"
     rows = [{"id": i, "text": t, "kind": kind} for i, (t, kind) in CORPUS.items()]
     source.write_text("".join(json.dumps(row) + "\n" for row in rows))
