@@ -64,13 +64,13 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from slm_common.tokenizer import fingerprint, load_tokenizer, special_token_ids, worker_tokenizer
+from slm_common.tokenizer import fingerprint, load_tokenizer, special_token_ids
 from spark_jobs import storage
 from spark_jobs.documents import arrow_schema
-from spark_jobs.pack.packing import Packer, ShardWriter, as_list_array
+from spark_jobs.pack.encoder import BatchEncoder, batch_encoder
+from spark_jobs.pack.packing import Packer, ShardWriter
 
 if TYPE_CHECKING:
-    from tokenizers import Tokenizer
     from transformers import PreTrainedTokenizerFast
 
     from spark_jobs.pack.stage import PackOptions
@@ -285,21 +285,24 @@ def _shuffled(docs: DataFrame, partitions: int) -> DataFrame:
     )
 
 
-def _task_tokenizer(task: PackTask) -> Tokenizer:
-    """The shipped tokenizer (loaded once per Python worker process, which Spark reuses across tasks), set up so:
+def _task_encoder(task: PackTask) -> BatchEncoder:
+    """The shipped tokenizer's batch encoder (:mod:`~spark_jobs.pack.encoder`: tiktoken's where it gives the same
+    ids), built once per Python worker process, which Spark reuses across tasks, and set up so:
 
-    - It always encodes on its Rust thread pool (``TOKENIZERS_PARALLELISM=true``), even with one thread: encoding on
-      the Python worker's main thread costs more CPU per token than encoding on any other thread (most
-      likely glibc's main malloc arena, which the Python heap shares). ``RAYON_NUM_THREADS`` sizes the
+    - The ``tokenizers`` fallback always encodes on its Rust thread pool (``TOKENIZERS_PARALLELISM=true``), even with
+      one thread: encoding on the Python worker's main thread costs more CPU per token than encoding on any other
+      thread (most likely glibc's main malloc arena, which the Python heap shares). ``RAYON_NUM_THREADS`` sizes the
       pool when the worker first encodes, so a reused worker keeps the size of the first job that encoded in it.
+      tiktoken encodes on a thread pool of ``task.threads`` threads, for the same reason.
     - ``gc.freeze()``: PySpark's daemon runs a full ``gc.collect()`` after every task of a reused worker, over the
-      tens of thousands of objects that importing pyspark, pandas and pyarrow leaves, once per shard task. Frozen, those objects are skipped, and the collections only scan what later tasks allocate.
+      tens of thousands of objects that importing pyspark, pandas and pyarrow leaves, once per shard task. Frozen,
+      those objects are skipped, and the collections only scan what later tasks allocate.
     """
     os.environ["TOKENIZERS_PARALLELISM"] = "true"
     os.environ["RAYON_NUM_THREADS"] = str(task.threads)
-    tokenizer = worker_tokenizer(SparkFiles.get(task.tokenizer_file))
+    encoder = batch_encoder(SparkFiles.get(task.tokenizer_file), task.threads)
     gc.freeze()
-    return tokenizer
+    return encoder
 
 
 def _pack_partition(batches: Iterator[pa.RecordBatch], task: PackTask) -> Iterator[pa.RecordBatch]:
@@ -311,7 +314,7 @@ def _pack_partition(batches: Iterator[pa.RecordBatch], task: PackTask) -> Iterat
     first = next(batches, None)
     if first is None:
         return  # an empty shard: the driver writes its file
-    tokenizer = _task_tokenizer(task)
+    encoder = _task_encoder(task)
     target = first.column("target")[0].as_py()
     split, shard = task.split_shard(target)
     fs, root = storage.resolve(task.root)
@@ -322,8 +325,7 @@ def _pack_partition(batches: Iterator[pa.RecordBatch], task: PackTask) -> Iterat
         for batch in itertools.chain([first], batches):
             if pc.min_max(batch.column("target")).as_py() != {"min": target, "max": target}:
                 raise RuntimeError(f"shard {target} shares its partition: Spark no longer partitions by `hash`")
-            encodings = tokenizer.encode_batch_fast(batch.column("text").to_pylist(), add_special_tokens=False)
-            ids = as_list_array([encoding.ids for encoding in encodings])
+            ids = encoder(batch.column("text").to_pylist())
             writer.write(packer.add(ids))
             framed = pa.table({"kind": batch.column("kind"), "tokens": pc.list_value_length(ids)})
             for group in framed.group_by("kind").aggregate([("tokens", "sum"), ("tokens", "count")]).to_pylist():
