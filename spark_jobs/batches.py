@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import xxhash
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
@@ -85,6 +86,54 @@ def scatter(base: pa.Array, positions: pa.Array, values: ColumnValues) -> pa.Arr
     return pa.concat_arrays([base, values.cast(base.type)]).take(pa.array(index))
 
 
+MEMO_ROWS = 400_000
+MEMO_BYTES = 96 << 20
+"""Bounds of a Python worker's memory of outputs (:class:`RowChain`): documents remembered, and bytes of their
+outputs. Past either, the worker stops adding and still serves what it remembers."""
+
+IDENTITY_COLUMNS = ("doc_id", "source", "meta")
+"""Columns a chain's functions never read: copies of a document that differ only in these get the same outputs."""
+
+
+class _Memo:
+    """One chain's outputs for the documents a worker process has computed, by content key."""
+
+    def __init__(self, tag: str) -> None:
+        self.tag = tag
+        self.where: dict[tuple[Any, ...], tuple[int, int]] = {}
+        self.batches: list[pa.RecordBatch] = []
+        self.bytes = 0
+
+    @property
+    def full(self) -> bool:
+        return len(self.where) >= MEMO_ROWS or self.bytes >= MEMO_BYTES
+
+
+_memo: _Memo | None = None
+
+
+def _memo_for(tag: str) -> _Memo:
+    """The process's memory for chains tagged ``tag``; one at a time (a new tag, as in another run, drops the old)."""
+    global _memo
+    if _memo is None or _memo.tag != tag:
+        _memo = _Memo(tag)
+    return _memo
+
+
+def content_keys(batch: pa.RecordBatch, rows: np.ndarray) -> list[tuple[Any, ...]]:
+    """What a chain's outputs for each row of ``rows`` depend on: the xxh3-128 digest of its text (UTF-8 bytes, read
+    from the Arrow buffer), its kind, and the language columns it came with."""
+    text = batch.column("text")
+    wide = pa.types.is_large_string(text.type) or pa.types.is_large_binary(text.type)
+    bounds = np.frombuffer(text.buffers()[1], dtype=np.int64 if wide else np.int32)[text.offset :]
+    data = memoryview(text.buffers()[2] or b"")
+    valid = text.is_valid().to_numpy(zero_copy_only=False)
+    digests = [xxhash.xxh3_128_digest(data[bounds[i] : bounds[i + 1]]) if valid[i] else None for i in rows.tolist()]
+    index = pa.array(rows)
+    rest = [batch.column(name).take(index).to_pylist() for name in ("kind", "lang", "lang_score")]
+    return list(zip(digests, *rest, strict=True))
+
+
 @dataclass(frozen=True)
 class RowChain:
     """Row-local batch functions applied in order in one pass, each to the rows no earlier one removed.
@@ -94,14 +143,27 @@ class RowChain:
     sub-batch of rows whose ``reason`` is still null, and what it computes is written back at those rows. The result
     is what running the stages one after another would give, without a Spark round trip and a Parquet copy per
     stage. Picklable when the functions are.
+
+    With a ``memo`` tag, each worker process remembers what the functions gave each document (up to
+    :data:`MEMO_ROWS` documents and :data:`MEMO_BYTES`), keyed by :func:`content_keys`, and gives an exact copy of a
+    document (another id, source or meta) those outputs without running the functions again: corpora repeat
+    documents (mirrors, licences, boilerplate pages), and exact dedup removes the copies only later, after every
+    row stage has judged each one. This needs functions that read only a row's text, kind and language columns
+    (the pipeline's row stages and hashes do) and that do not rewrite the text (the pipeline passes no tag then).
+    The outputs are the same either way; the tag names the functions and their options, so a worker never serves
+    one run's outputs to another.
     """
 
     fns: tuple[BatchFn, ...]
     schema: pa.Schema
+    memo: str = ""
 
     def __call__(self, batch: pa.RecordBatch) -> pa.RecordBatch:
         chars = {CHARS: pc.fill_null(pc.utf8_length(batch.column("text")), 0)} if CHARS in self.schema.names else {}
         out = merge_columns(batch, chars, self.schema)
+        return self._remembered(out) if self.memo else self._apply(out)
+
+    def _apply(self, out: pa.RecordBatch) -> pa.RecordBatch:
         for fn in self.fns:
             live = pc.indices_nonzero(pc.is_null(out.column("reason")))
             if len(live) == 0:
@@ -114,6 +176,49 @@ class RowChain:
                 out, {name: scatter(out.column(name), live, values) for name, values in computed.items()}, self.schema
             )
         return out
+
+    def _remembered(self, out: pa.RecordBatch) -> pa.RecordBatch:
+        """:meth:`_apply` on the first copy of each document this process has not seen; the outputs of the others
+        taken from the memory (or from their first copy in this batch)."""
+        live = np.flatnonzero(pc.is_null(out.column("reason")).to_numpy(zero_copy_only=False))
+        if not len(live):
+            return out
+        memo = _memo_for(self.memo)
+        outputs = [name for name in self.schema.names if name not in (*IDENTITY_COLUMNS, "text", "kind")]
+        compute: list[int] = []
+        first: dict[tuple[Any, ...], int] = {}
+        remembered: dict[int, list[tuple[int, int]]] = {}
+        index = np.empty(len(live), dtype=np.int64)
+        for j, key in enumerate(content_keys(out, live)):
+            if key in memo.where:
+                stored, row = memo.where[key]
+                remembered.setdefault(stored, []).append((j, row))
+            elif key in first:
+                index[j] = first[key]
+            else:
+                index[j] = first[key] = len(compute)
+                compute.append(int(live[j]))
+        if len(compute) == out.num_rows:
+            computed = self._apply(out)
+        else:
+            computed = self._apply(out.take(pa.array(compute, type=pa.int64()))).select(outputs)
+        pieces, offset = [computed.select(outputs)], len(compute)
+        for stored, hits in remembered.items():
+            pieces.append(memo.batches[stored].take(pa.array([row for _, row in hits], type=pa.int64())))
+            index[[j for j, _ in hits]] = offset + np.arange(len(hits))
+            offset += len(hits)
+        if not memo.full and compute:
+            memo.batches.append(pieces[0])
+            memo.bytes += pieces[0].nbytes
+            for key, row in first.items():
+                memo.where[key] = (len(memo.batches) - 1, row)
+        if len(compute) == out.num_rows:
+            return computed
+        values = pa.Table.from_batches(pieces).combine_chunks().take(pa.array(index))
+        positions = pa.array(live)
+        return merge_columns(
+            out, {name: scatter(out.column(name), positions, values.column(name)) for name in outputs}, self.schema
+        )
 
 
 def map_batches(df: DataFrame, fn: BatchFn, schema: T.StructType) -> DataFrame:

@@ -153,6 +153,7 @@ class PiiStage(RowStage):
     name = "pii"
     Options = PiiOptions
     row_fields = COUNT_FIELDS
+    rewrites_text = True
 
     def batch_fn(self, opts: PiiOptions, spark: SparkSession) -> Redactor:
         return Redactor(opts.kinds)

@@ -126,7 +126,9 @@ def run(cfg: PipelineConfig, spark: SparkSession | None = None) -> dict[str, Any
         *(f for prep in preps for f in prep.fields),
     ]
     doc_columns = (*DOC_COLUMNS, *(f.name for s, _ in rows for f in s.doc_fields))
-    raw, report["input"] = ingest(spark, sources, ingest_opts, steps, extra_fields)
+    # Exact copies reuse the outputs of the first copy a worker saw, unless a row stage rewrites the text.
+    memo = "" if any(s.rewrites_text for s, _ in rows) else cache.key(key, *(f.name for f in extra_fields))
+    raw, report["input"] = ingest(spark, sources, ingest_opts, steps, extra_fields, memo)
     fused = "+".join(["ingest", *(s.name for s, _ in rows)])
     first = stage_dir(out, f"00-{fused}")
     annotated, _, row_reused = cached(spark, first, key, lambda: (raw, {}))

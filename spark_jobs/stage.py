@@ -78,6 +78,9 @@ class RowStage(Stage):
 
     row_fields: ClassVar[tuple[T.StructField, ...]] = ()
     """Columns the batch function fills besides the document's and the annotations (a count per document)."""
+    rewrites_text: ClassVar[bool] = False
+    """Whether the batch function returns a new ``text`` (a redaction): ingestion's pass then runs it on every copy
+    of a document instead of reusing the outputs of the first (:class:`~spark_jobs.batches.RowChain`)."""
     doc_fields: ClassVar[tuple[T.StructField, ...]] = ()
     """Columns the batch function fills that become document columns (a classifier's score), nullable: null for
     the documents the stage did not see (removed earlier) or does not judge. A run without the stage lacks them, so

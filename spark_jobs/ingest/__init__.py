@@ -95,12 +95,14 @@ def ingest(
     opts: IngestOptions,
     steps: Sequence[BatchFn] = (),
     extra_fields: Sequence[T.StructField] = (),
+    memo: str = "",
 ) -> tuple[DataFrame, dict[str, Any]]:
     """All input documents as one annotated DataFrame (lazy), plus facts about the inputs for the report.
 
     ``steps`` are row-local batch functions (a filter, language ID, a hash) run on each batch right after it is
     read, in the same Python worker (see :class:`~spark_jobs.batches.RowChain`); ``extra_fields`` are the columns
-    they add beyond the annotated schema.
+    they add beyond the annotated schema; ``memo``, when not empty, names the steps and their options, and lets a
+    worker give a copy of a document it has seen the outputs of the first (``RowChain``'s ``memo``).
     """
     from spark_jobs.ingest.hf import read_hf_dataset
 
@@ -128,7 +130,7 @@ def ingest(
         max_doc_bytes=opts.max_doc_bytes,
     )
     schema = T.StructType(annotated_schema(read_opts.spark_id_type()).fields + list(extra_fields))
-    chain = RowChain(tuple(steps), arrow_schema(schema))
+    chain = RowChain(tuple(steps), arrow_schema(schema), memo)
     units = cut(plan.units, spark.sparkContext.defaultParallelism)
     parts = [_read_units(spark, units, read_opts, schema, chain)] if units else []
     parts += [df.mapInArrow(_records_to_docs(read_opts, chain), schema) for df in hf_frames]

@@ -3,12 +3,19 @@ pipeline's per-stage counts derived from one aggregate (flows, seen_by)."""
 
 from __future__ import annotations
 
+import random
+
 import pyarrow as pa
+import pytest
 from pyspark.sql import types as T
 
+from spark_jobs import batches
 from spark_jobs.batches import CHARS, RowChain
+from spark_jobs.dedup.exact import HASH_FIELD, text_hashes
 from spark_jobs.documents import annotated_schema, arrow_schema
+from spark_jobs.filters.stage import FilterChain, FilterOptions
 from spark_jobs.pipeline import flows, seen_by
+from tests.spark_jobs.generated_docs import prose, python_module
 
 SCHEMA = arrow_schema(T.StructType(annotated_schema().fields + [T.StructField(CHARS, T.LongType(), False)]))
 
@@ -29,12 +36,17 @@ class Recorder:
     def __call__(self, b: pa.RecordBatch) -> dict[str, list]:
         self.seen.append(b.column("doc_id").to_pylist())
         hit = [t.startswith(self.prefix) for t in b.column("text").to_pylist()]
-        return {"reason": [self.reason if h else None for h in hit], "rule": [f"{self.prefix}!" if h else None for h in hit]}
+        return {
+            "reason": [self.reason if h else None for h in hit],
+            "rule": [f"{self.prefix}!" if h else None for h in hit],
+        }
 
 
 def test_row_chain_shows_each_stage_only_the_rows_still_kept_and_measures_every_row():
     first, second = Recorder("a", "too_short"), Recorder("b", "language")
-    out = RowChain((first, second), SCHEMA)(batch(["a1", "b22", "c333", None, "a4"], [None, None, None, "invalid", None]))
+    out = RowChain((first, second), SCHEMA)(
+        batch(["a1", "b22", "c333", None, "a4"], [None, None, None, "invalid", None])
+    )
     assert first.seen == [[0, 1, 2, 4]]  # the row ingestion marked invalid is not shown
     assert second.seen == [[1, 2]]  # nor what the first stage removed
     assert out.column("reason").to_pylist() == ["too_short", "language", None, "invalid", "too_short"]
@@ -49,6 +61,71 @@ def test_row_chain_stops_when_nothing_is_left_and_keeps_columns_it_does_not_comp
     assert second.seen == []
     assert out.column("source").to_pylist() == ["s", "s"]
     assert out.column("lang").to_pylist() == [None, None]
+
+
+def docs(texts: list[str | None], ids: range, kinds: list[str] | None = None, langs: list | None = None):
+    n = len(texts)
+    return pa.RecordBatch.from_pydict(
+        {
+            "doc_id": list(ids),
+            "text": texts,
+            "kind": kinds or ["text"] * n,
+            "source": [f"file-{i}" for i in ids],
+            "lang": langs or [None] * n,
+        }
+    )
+
+
+def test_memo_runs_each_document_once_per_process_and_copies_get_the_first_outputs():
+    """Copies (other ids and sources) in the same batch and in a later one are not shown to the stages again; every
+    row's outputs equal those of the chain without the memo."""
+    first, second = Recorder("a", "too_short"), Recorder("b", "language")
+    plain = RowChain((Recorder("a", "too_short"), Recorder("b", "language")), SCHEMA)
+    chain = RowChain((first, second), SCHEMA, memo="run-1")
+    one, two = docs(["a1", "bx", "a1", "c", "bx"], range(5)), docs(["c", "bx", "d", "a1", "d"], range(10, 15))
+    assert chain(one).equals(plain(one)) and chain(two).equals(plain(two))
+    assert first.seen == [[0, 1, 3], [12]]
+    assert second.seen == [[1, 3], [12]]
+
+
+def test_memo_keys_on_kind_and_language_too_and_a_new_tag_forgets():
+    stage = Recorder("a", "too_short")
+    chain = RowChain((stage,), SCHEMA, memo="run-2")
+    chain(docs(["x", "x", "x"], range(3), kinds=["text", "code", "text"], langs=[None, None, "de"]))
+    assert stage.seen == [[0, 1, 2]]
+    chain(docs(["x"], range(3, 4)))
+    assert stage.seen[1:] == []  # remembered
+    RowChain((stage,), SCHEMA, memo="run-3")(docs(["x"], range(4, 5)))
+    assert stage.seen[1:] == [[4]]  # another tag (other stages or options): computed again
+
+
+def test_memo_stops_adding_at_its_bound_and_outputs_stay_the_same(monkeypatch):
+    monkeypatch.setattr(batches, "MEMO_ROWS", 2)
+    stage = Recorder("a", "too_short")
+    chain = RowChain((stage,), SCHEMA, memo="run-4")
+    plain = RowChain((Recorder("a", "too_short"),), SCHEMA)
+    one, two = docs(["a1", "b", "c"], range(3)), docs(["a1", "b", "c", "d"], range(3, 7))
+    assert chain(one).equals(plain(one))
+    assert chain(two).equals(plain(two))
+    assert stage.seen == [[0, 1, 2], [6]]  # the first batch filled the memory; later documents are not added
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_memo_with_the_real_filters_and_hash_equals_the_plain_chain(seed):
+    """The pipeline's own row functions (every filter, exact dedup's hash) on prose and code with copies spread
+    over batches, some copies marked invalid by ingestion."""
+    rng = random.Random(seed)
+    originals = [prose(rng, lines=rng.randint(1, 8)) if rng.random() < 0.7 else python_module(rng) for _ in range(40)]
+    texts = [rng.choice(originals) for _ in range(300)] + ["", None, "short"]
+    kinds = ["code" if t and t.startswith(("import", "def", "class", "#")) else "text" for t in texts]
+    schema = arrow_schema(T.StructType(annotated_schema().fields + [T.StructField(CHARS, T.LongType()), HASH_FIELD]))
+    fns = (FilterChain.from_config(FilterOptions()), text_hashes)
+    plain, chain = RowChain(fns, schema), RowChain(fns, schema, memo=f"real-{seed}")
+    for start in range(0, len(texts), 64):
+        part = docs(texts[start : start + 64], range(start, min(start + 64, len(texts))), kinds[start : start + 64])
+        reasons = ["invalid" if rng.random() < 0.05 else None for _ in range(part.num_rows)]
+        part = part.append_column("reason", pa.array(reasons, pa.string()))
+        assert chain(part).equals(plain(part))
 
 
 COUNTS = [  # what group_counts returns for an annotated copy: (reason, rule name, kind, lang) -> docs, chars
