@@ -3,7 +3,7 @@ ONE Parquet file with ONE row group, ours against the "Pretraining LLMs" course'
 (not a test).
 
     .venv/bin/python bench/bench_scale.py [--corpus demo|mixed] [--scale 8] [--stages S] [--seq-len 32]
-                                          [--multiples 1,2,4] [--cores 2] [--work DIR] [--png FILE]
+                                          [--multiples 1,2,4] [--repeat 1] [--cores 2] [--work DIR] [--png FILE]
 
 The corpus is ``common.corpus`` at ``--scale`` (8: about 107 MB, 83% code) or ``common.mixed_corpus`` (about 94 MB:
 31,000 short documents in many languages, legal texts, source files with a few huge ones, some prose), then 2x and
@@ -55,6 +55,11 @@ def plot(results: list[dict], png: Path, stages: str) -> None:
     figure.savefig(png, dpi=120, bbox_inches="tight")
 
 
+def median_run(runs: list[dict]) -> dict:
+    """The run of median wall time (the upper one of an even count), with its own CPU and memory figures."""
+    return sorted(runs, key=lambda run: run["seconds"])[len(runs) // 2]
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--scale", type=int, default=8, help="demo corpus scale of 1x (8: about 107 MB; 1: about 2 MB)")
@@ -70,6 +75,7 @@ def main() -> None:
     p.add_argument("--stages", default="filter,langid,exact_dedup", help="our stages; with pack, both sides pack")
     p.add_argument("--seq-len", type=int, default=32, help="sequence length of both sides' packing")
     p.add_argument("--multiples", default="1,2,4", help="sizes to run, as multiples of the corpus")
+    p.add_argument("--repeat", type=int, default=1, help="runs of each side per size, in turns; the median is shown")
     args = p.parse_args()
     work = args.work or Path(tempfile.mkdtemp(prefix="bench-scale-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -87,24 +93,31 @@ def main() -> None:
         data.mkdir(exist_ok=True)
         docs, mb = one_row_group(paths, data / "corpus.parquet", multiple)
         inputs = [str(data / "corpus.parquet")]
-        ours = measure(pipeline(inputs, work / f"ours-x{multiple}", args.stages, args.cores, *ours_extra),
-                       work / f"ours-x{multiple}.log")  # fmt: skip
+        ours_runs, ref_runs = [], []
+        for _ in range(args.repeat):  # in turns, so that a slow spell of the machine falls on both sides
+            ours_runs.append(measure(pipeline(inputs, work / f"ours-x{multiple}", args.stages, args.cores,
+                                              *ours_extra), work / f"ours-x{multiple}.log"))  # fmt: skip
+            (work / f"ref-x{multiple}").mkdir(exist_ok=True)
+            ref_runs.append(measure([sys.executable, clean, "--reference", str(work / f"ref-x{multiple}"), *inputs,
+                                     *ours_extra], work / f"ref-x{multiple}.log"))  # fmt: skip
         kept = json.loads((work / f"ours-x{multiple}" / "report.json").read_text())["accounting"]["cleaned"]
-        (work / f"ref-x{multiple}").mkdir(exist_ok=True)
-        ref = measure([sys.executable, clean, "--reference", str(work / f"ref-x{multiple}"), *inputs, *ours_extra],
-                      work / f"ref-x{multiple}.log")  # fmt: skip
         ref_kept = json.loads((work / f"ref-x{multiple}.log").read_text().strip().splitlines()[-1])["kept"]
-        results.append({"multiple": multiple, "docs": docs, "mb": mb, "ours": ours, "reference": ref,
-                        "kept": kept, "ref_kept": ref_kept})  # fmt: skip
+        results.append({"multiple": multiple, "docs": docs, "mb": mb, "ours": median_run(ours_runs),
+                        "reference": median_run(ref_runs), "ours_runs_s": [round(r["seconds"], 1) for r in ours_runs],
+                        "ref_runs_s": [round(r["seconds"], 1) for r in ref_runs], "kept": kept,
+                        "ref_kept": ref_kept})  # fmt: skip
         print(f"{multiple}x: {docs:,} docs, {mb:.1f} MB of text, one row group", flush=True)
     print(f"corpus {args.corpus} (scale {args.scale}), stages {args.stages}, one Parquet file of one row group per "
           f"size; ours on local[{args.cores}]")  # fmt: skip
     print(HEADER)
     for r in results:
-        print(row(f"{r['multiple']}x ours", r["ours"], f"{r['mb']:.1f} MB, {r['docs']:,} docs -> {r['kept']:,} kept"))
+        runs = f"; runs {r['ours_runs_s']}" if args.repeat > 1 else ""
+        print(row(f"{r['multiple']}x ours", r["ours"],
+                  f"{r['mb']:.1f} MB, {r['docs']:,} docs -> {r['kept']:,} kept{runs}"))  # fmt: skip
         ratio = r["reference"]["seconds"] / r["ours"]["seconds"]
+        runs = f"; runs {r['ref_runs_s']}" if args.repeat > 1 else ""
         print(row(f"{r['multiple']}x reference", r["reference"], f"-> {r['ref_kept']:,} kept; reference / ours "
-                  f"wall {ratio:.2f}x (above 1: ours is faster)"))  # fmt: skip
+                  f"wall {ratio:.2f}x (above 1: ours is faster){runs}"))  # fmt: skip
     png = args.png or work / "bench_scale.png"
     png.parent.mkdir(parents=True, exist_ok=True)
     plot(results, png, args.stages)
