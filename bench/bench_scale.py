@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -95,6 +96,7 @@ def main() -> None:
         inputs = [str(data / "corpus.parquet")]
         ours_runs, ref_runs = [], []
         for _ in range(args.repeat):  # in turns, so that a slow spell of the machine falls on both sides
+            shutil.rmtree(work / f"ours-x{multiple}", ignore_errors=True)  # a fresh output: nothing to reuse
             ours_runs.append(measure(pipeline(inputs, work / f"ours-x{multiple}", args.stages, args.cores,
                                               *ours_extra), work / f"ours-x{multiple}.log"))  # fmt: skip
             (work / f"ref-x{multiple}").mkdir(exist_ok=True)
