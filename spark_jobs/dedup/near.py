@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -332,12 +333,18 @@ def verified_edges(sigs: DataFrame, params: NearDedupParams, cut: Cut) -> tuple[
 
 def find_removals(docs: DataFrame, params: NearDedupParams, cut: Cut) -> tuple[DataFrame, dict[str, Any]]:
     """``doc_id``, ``duplicate_of`` (its component's smallest doc_id), ``est`` for every removed document; stats."""
-    sigs = cut(signatures(docs, params))
-    signed = sigs.count()
-    edges, stats = verified_edges(sigs, params, cut)
-    components = connected_components(edges, cut, params.max_iterations, params.local_edges)
+    fused = params.signature_column in docs.columns
+    sigs = signatures(docs, params) if fused else cut(signatures(docs, params))
+    with ThreadPoolExecutor(1, thread_name_prefix="near-dedup-count") as pool:
+        # Read from ingestion's copy, the signatures are counted beside the LSH jobs; computed here, they are
+        # materialised once, by the count, before the jobs that read them.
+        signed = pool.submit(sigs.count)
+        if not fused:
+            signed.result()
+        edges, stats = verified_edges(sigs, params, cut)
+        components = connected_components(edges, cut, params.max_iterations, params.local_edges)
     stats = {
-        "signed_docs": signed,
+        "signed_docs": signed.result(),
         **stats,
         "components_method": components.method,
         "components_rounds": components.rounds,
