@@ -7,6 +7,11 @@ nothing. In a local run the zip is the copy that ships inside the installed pysp
 daemon takes the archives off the path before it imports pyspark; where the package is not installed (a cluster's
 workers) it keeps them.
 Local-mode runs select it with ``spark.python.daemon.module`` (a cluster's workers may lack this package).
+
+It also keeps a worker quiet when the JVM has gone away under it: when the driver exits (or a failed job's other
+tasks are cancelled), a worker still holding output finds its socket closed, and PySpark's daemon prints that
+``BrokenPipeError`` with its traceback on the run's stderr, after the run's own last line (its one-line error
+included). Nobody reads that output any more; the worker exits without the traceback.
 """
 
 import importlib.util
@@ -38,6 +43,21 @@ def _prefer_installed_pyspark() -> None:
 _prefer_installed_pyspark()
 
 from pyspark import daemon  # noqa: E402 (the path must be settled first)
+
+
+def _quiet_when_the_jvm_is_gone(worker):
+    """``daemon.worker``, exiting without a traceback when its socket's other end (the JVM) is closed."""
+
+    def run(sock, authenticated):
+        try:
+            return worker(sock, authenticated)
+        except (BrokenPipeError, ConnectionResetError):
+            os._exit(1)
+
+    return run
+
+
+daemon.worker = _quiet_when_the_jvm_is_gone(daemon.worker)
 
 if __name__ == "__main__":
     daemon.manager()

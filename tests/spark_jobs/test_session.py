@@ -1,6 +1,12 @@
+import subprocess
+import sys
+from pathlib import Path
+
 import pyspark
 
 from spark_jobs.documents import position_id
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_spark_fixture_runs_arrow_batches(spark):
@@ -52,6 +58,31 @@ def test_python_workers_import_the_installed_pyspark_not_sparks_zip(spark):
     rows = spark.range(0, 10, numPartitions=2).mapInArrow(origin, "pyspark string, zips string").collect()
     assert {row.pyspark for row in rows} == {pyspark.__file__}
     assert {row.zips for row in rows} == {""}
+
+
+QUIET_WORKER = """
+import os, socket
+os.environ["PYTHON_DAEMON_KILL_WORKER_ON_FLUSH_FAILURE"] = "1"  # as Spark sets it for its daemon
+from spark_jobs import worker_daemon
+from pyspark import daemon
+ours, jvm = socket.socketpair()
+jvm.sendall((0).to_bytes(4, "big"))  # a task's first int, then the JVM goes away
+jvm.close()
+daemon.worker(ours, True)
+"""
+
+
+def test_a_worker_whose_jvm_is_gone_exits_without_a_traceback_under_our_daemon():
+    """PySpark's worker, its socket closed while it holds output, raises BrokenPipeError out of ``daemon.worker``
+    (whose daemon prints it on the run's stderr); with our daemon module imported it exits quietly instead."""
+
+    def worker(code: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
+
+    bare = worker(QUIET_WORKER.replace("from spark_jobs import worker_daemon\n", ""))
+    assert bare.returncode == 1 and "BrokenPipeError" in bare.stderr  # the failure guarded against is real
+    ours = worker(QUIET_WORKER)
+    assert ours.returncode == 1 and ours.stderr == ""
 
 
 def test_position_id_is_stable_and_signed():
