@@ -10,6 +10,7 @@ false match among even 10^12 documents improbable (about 10^-15).
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping
 from typing import Any
 
@@ -80,13 +81,13 @@ class ExactDedupStage(CorpusStage):
 
     def summary(self, view: StageView, opts: NoOptions) -> dict[str, Any]:
         """Duplicate groups (a kept document and its copies): how many, and the sizes of the largest; from the
-        removals alone."""
+        removals alone, by one query: the number of groups of each size (a few distinct sizes reach the driver)."""
         groups = view.removals.groupBy("duplicate_of").agg((F.count("*") + 1).alias("size"))
-        summary = groups.agg(F.count("*").alias("groups"), F.sum(F.col("size") - 1).alias("duplicates")).first()
-        largest = [row["size"] for row in groups.orderBy(F.desc("size"), "duplicate_of").limit(TOP_GROUPS).collect()]
+        sizes = {int(row["size"]): int(row["count"]) for row in groups.groupBy("size").count().collect()}
+        descending = (size for size in sorted(sizes, reverse=True) for _ in range(sizes[size]))
         return {
             "hash": HASH_RULE,
-            "duplicate_groups": summary["groups"],
-            "duplicates_removed": summary["duplicates"] or 0,
-            "largest_groups": largest,
+            "duplicate_groups": sum(sizes.values()),
+            "duplicates_removed": sum((size - 1) * count for size, count in sizes.items()),
+            "largest_groups": list(itertools.islice(descending, TOP_GROUPS)),
         }
