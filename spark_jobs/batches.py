@@ -201,7 +201,7 @@ class RowChain:
         if len(compute) == out.num_rows:
             computed = self._apply(out)
         else:
-            computed = self._apply(out.take(pa.array(compute, type=pa.int64()))).select(outputs)
+            computed = self._apply(out.take(pa.array(compute, type=pa.int64())))
         pieces, offset = [computed.select(outputs)], len(compute)
         for stored, hits in remembered.items():
             pieces.append(memo.batches[stored].take(pa.array([row for _, row in hits], type=pa.int64())))
@@ -259,6 +259,12 @@ def group_counts(annotated: DataFrame) -> list[dict[str, Any]]:
     keys = ["reason", rule_name(F.col("rule")).alias("rule_name"), "kind", "lang"]
     rows = annotated.groupBy(*keys).agg(F.count(F.lit(1)).alias("docs"), F.sum(chars).alias("chars")).collect()
     return [{**row.asDict(), "chars": int(row["chars"] or 0)} for row in rows]
+
+
+def size_counts(groups: DataFrame) -> dict[int, int]:
+    """Number of groups of each exact ``size`` (a column of ``groups``): one job, a few hundred distinct sizes reach
+    the driver."""
+    return {int(row[0]): int(row[1]) for row in groups.groupBy("size").count().collect()}
 
 
 def most_frequent(counts: Sequence[Mapping[str, Any]], key: str, limit: int | None = None) -> dict[Any, int]:

@@ -20,7 +20,7 @@ from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from spark_jobs.batches import CHARS, ColumnValues, map_batches
+from spark_jobs.batches import CHARS, ColumnValues, map_batches, size_counts
 from spark_jobs.stage import CorpusResult, CorpusStage, NoOptions, RowPrep, StageView
 
 REASON_EXACT_DUPLICATE = "exact_duplicate"
@@ -83,7 +83,7 @@ class ExactDedupStage(CorpusStage):
         """Duplicate groups (a kept document and its copies): how many, and the sizes of the largest; from the
         removals alone, by one query: the number of groups of each size (a few distinct sizes reach the driver)."""
         groups = view.removals.groupBy("duplicate_of").agg((F.count("*") + 1).alias("size"))
-        sizes = {int(row["size"]): int(row["count"]) for row in groups.groupBy("size").count().collect()}
+        sizes = size_counts(groups)
         descending = (size for size in sorted(sizes, reverse=True) for _ in range(sizes[size]))
         return {
             "hash": HASH_RULE,

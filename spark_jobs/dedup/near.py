@@ -59,7 +59,7 @@ from pyspark.sql import types as T
 
 from slm_common.options import opt
 from spark_jobs import storage
-from spark_jobs.batches import map_batches
+from spark_jobs.batches import map_batches, size_counts
 from spark_jobs.dedup.components import Cut, connected_components
 from spark_jobs.dedup.minhash import Bands, MinHasher, choose_bands, exact_jaccard
 from spark_jobs.documents import hint_small
@@ -249,11 +249,6 @@ def size_bin(size: int) -> str:
     """Power-of-two bins for group sizes: 2, 3-4, 5-8, 9-16, ..."""
     k = (size - 1).bit_length()
     return "2" if k <= 1 else f"{(1 << (k - 1)) + 1}-{1 << k}"
-
-
-def size_counts(groups: DataFrame) -> dict[int, int]:
-    """Number of groups of each exact ``size`` (one job; a few hundred distinct sizes reach the driver)."""
-    return {int(row[0]): int(row[1]) for row in groups.groupBy("size").count().collect()}
 
 
 def size_histogram(counts: Mapping[int, int]) -> dict[str, int]:

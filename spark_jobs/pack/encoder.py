@@ -23,12 +23,14 @@ and falls back to the tokenizer when they differ (:meth:`BatchEncoder.__call__`)
 from __future__ import annotations
 
 import functools
+import json
 import logging
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import tiktoken
 
 from slm_common.tokenizer import worker_tokenizer
 from spark_jobs.pack.packing import as_list_array
@@ -140,10 +142,6 @@ def batch_encoder(tokenizer_json: str, threads: int) -> BatchEncoder:
     ``threads``: how many texts are encoded at once (tiktoken's thread pool; ``tokenizers`` sizes its own pool from
     ``RAYON_NUM_THREADS``, which the caller sets).
     """
-    import json
-
-    import tiktoken
-
     tokenizer = worker_tokenizer(tokenizer_json)
     with open(tokenizer_json, encoding="utf-8") as file:
         found = tiktoken_ranks(json.load(file), tokenizer)
