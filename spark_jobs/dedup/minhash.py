@@ -33,7 +33,7 @@ _WORD_MUL = np.uint64(0x100000001B3)  # FNV-1a's 64-bit prime; odd, so invertibl
 _SHINGLE_MUL = np.uint64(0x9E3779B97F4A7C15)  # 2^64 / golden ratio, odd: multiplicative hashing of the xor chain
 _MAX_HASH32 = np.uint32(0xFFFFFFFF)  # datasketch's initial value: a document without shingles keeps it everywhere
 _CHUNK_BYTES = 1 << 20  # characters hashed at once: the byte passes hold ~40 bytes of temporaries per byte
-_CHUNK_SHINGLES = 16384  # shingles permuted at once: num_perm x this many uint32 (8 MiB at 128 permutations)
+_CHUNK_SHINGLES = 8192  # shingles permuted at once: num_perm x this many uint32 (4 MiB at 128 permutations)
 
 
 def words(text: str | None) -> list[str]:
@@ -235,11 +235,13 @@ class MinHasher:
         sigs = np.full((len(counts), self.num_perm), _MAX_HASH32, dtype=np.uint32)
         owner = np.repeat(np.arange(len(counts)), counts)
         mixed = _fmix32(hashes)
+        space = np.empty((self.num_perm, min(len(mixed), _CHUNK_SHINGLES)), dtype=np.uint32)
         for start in range(0, len(mixed), _CHUNK_SHINGLES):
             chunk = mixed[start : start + _CHUNK_SHINGLES]
             chunk_owner = owner[start : start + len(chunk)]
             runs = np.flatnonzero(np.diff(chunk_owner, prepend=-1))
-            permuted = a[:, None] * chunk[None, :] + b[:, None]
+            permuted = np.multiply(a[:, None], chunk[None, :], out=space[:, : len(chunk)])
+            permuted += b[:, None]  # in place: one buffer for all chunks, no new array per step
             run_min = np.minimum.reduceat(permuted, runs, axis=1).T
             who = chunk_owner[runs]
             sigs[who] = np.minimum(sigs[who], run_min)

@@ -27,6 +27,10 @@ How, and why this way:
 4. **Components** (:mod:`.components`): in one task when the verified edges are few (``--dedup-local-edges``),
    else large-star/small-star rounds on the verified edges, checkpointed each round.
 
+Steps 2-4 take a dozen Spark jobs, mostly scheduling when the corpus is small. Up to ``--dedup-local-docs`` signed
+documents (512 bytes each at 128 permutations), one task reads all signatures and does the same in numpy
+(:mod:`.local_lsh`): the same removals and the same statistics (tested), in one job.
+
 Decided behaviour for chains: A~B and B~C (both at or above the threshold) but A and C below it. Connected
 components put all three in one group, so A (the smallest) is kept and B *and* C are removed with
 ``duplicate_of = A``, although C is not itself similar to A. That is this project's definition (a duplicate group
@@ -38,16 +42,17 @@ Composition with exact dedup: exact copies have identical signatures, so they fa
 band, verify at 1.0 and always link to the smallest copy. Running exact dedup first therefore changes nothing
 about which documents near dedup keeps among documents with at least n words (tested).
 
-Unlike a row-wise filter, ``annotate`` runs Spark jobs before returning: signatures, buckets, verified edges and
-every components round are materialised (checkpointed), because the loop needs a convergence count per round.
+Unlike a row-wise filter, ``annotate`` runs Spark jobs before returning: the signed documents are counted (which
+path to take), and the one task's result, or buckets, verified edges and every components round, are materialised
+(checkpointed), because the statistics and the components loop need them.
 The returned frame is the (lazy) join of the input with the removals.
 """
 
 from __future__ import annotations
 
+import json
 import logging
-from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -61,8 +66,9 @@ from slm_common.options import opt
 from spark_jobs import storage
 from spark_jobs.batches import map_batches, size_counts
 from spark_jobs.dedup.components import Cut, connected_components
+from spark_jobs.dedup.local_lsh import near_duplicates
 from spark_jobs.dedup.minhash import Bands, MinHasher, choose_bands, exact_jaccard
-from spark_jobs.documents import hint_small
+from spark_jobs.documents import arrow_schema, hint_small
 from spark_jobs.stage import CorpusResult, CorpusStage, RowPrep, StageView
 
 REASON = "near_duplicate"
@@ -87,6 +93,9 @@ class NearDedupOptions:
     dedup_local_edges: int = opt(
         2_000_000, "components of at most this many verified edges are found in one task; more take star rounds"
     )
+    dedup_local_docs: int = opt(
+        500_000, "near dedup of at most this many signed documents runs in one task (LSH, verification, components)"
+    )
     dedup_checkpoint: str = opt(
         "local", "components loop lineage cut: 'local' (executor storage) or 'reliable' (files)", execution_only=True
     )
@@ -109,6 +118,7 @@ class NearDedupParams:
     max_bucket_size: int
     max_iterations: int
     local_edges: int
+    local_docs: int
     checkpoint: str
 
     @classmethod
@@ -124,8 +134,10 @@ class NearDedupParams:
             raise ValueError("--dedup-margin must be in [0, --dedup-threshold)")
         if cfg.dedup_fp_weight < 0 or cfg.dedup_fn_weight < 0 or cfg.dedup_fp_weight + cfg.dedup_fn_weight <= 0:
             raise ValueError("--dedup-fp-weight and --dedup-fn-weight must be >= 0 and not both 0")
-        if cfg.max_bucket_size < 2 or cfg.dedup_max_iterations < 1 or cfg.dedup_local_edges < 0:
-            raise ValueError("--max-bucket-size must be >= 2, --dedup-max-iterations >= 1 and --dedup-local-edges >= 0")
+        if cfg.max_bucket_size < 2 or cfg.dedup_max_iterations < 1:
+            raise ValueError("--max-bucket-size must be >= 2 and --dedup-max-iterations >= 1")
+        if cfg.dedup_local_edges < 0 or cfg.dedup_local_docs < 0:
+            raise ValueError("--dedup-local-edges and --dedup-local-docs must be >= 0")
         return cls(
             threshold=cfg.dedup_threshold,
             num_perm=cfg.num_perm,
@@ -136,6 +148,7 @@ class NearDedupParams:
             max_bucket_size=cfg.max_bucket_size,
             max_iterations=cfg.dedup_max_iterations,
             local_edges=cfg.dedup_local_edges,
+            local_docs=cfg.dedup_local_docs,
             checkpoint=cfg.dedup_checkpoint,
         )
 
@@ -265,16 +278,16 @@ def largest(groups: DataFrame, columns: list[str]) -> list[dict[str, Any]]:
     return [row.asDict() for row in groups.select(*columns).orderBy(*order).limit(TOP).collect()]
 
 
-def bucket_stats(buckets: DataFrame, params: NearDedupParams) -> dict[str, Any]:
-    """Shared-bucket size distribution, the largest buckets and how many exceed ``max_bucket_size``."""
-    counts = size_counts(buckets)
+def bucket_stats(counts: Mapping[int, int], largest_buckets: list[dict[str, Any]], params: NearDedupParams) -> dict:
+    """The report's bucket part: the number of shared buckets per size (``counts``) as totals and a histogram, the
+    largest buckets, and how many exceed ``max_bucket_size`` (also logged)."""
     oversized = sum(n for size, n in counts.items() if size > params.max_bucket_size)
     if oversized:
         log.warning("near_dedup: %d LSH buckets hold more than %d documents", oversized, params.max_bucket_size)
     return {
         "shared_buckets": sum(counts.values()),
         "bucket_sizes": size_histogram(counts),
-        "largest_buckets": largest(buckets, ["hub", "band", "size"]),
+        "largest_buckets": largest_buckets,
         "oversized_buckets": oversized,
     }
 
@@ -320,26 +333,80 @@ def verified_edges(sigs: DataFrame, params: NearDedupParams, cut: Cut) -> tuple[
     """Candidate star edges whose estimated Jaccard passes, and the bucket and edge statistics on the way."""
     rows = band_rows(sigs, params.bands)
     buckets = cut(shared_buckets(rows))
-    stats = bucket_stats(buckets, params)
+    stats = bucket_stats(size_counts(buckets), largest(buckets, ["hub", "band", "size"]), params)
     candidates = cut(with_estimates(star_edges(rows, buckets), sigs, params.num_perm))
     stats.update(edge_stats(candidates, params))
     return candidates.where(F.col("est") >= params.min_estimate), stats
 
 
+def one_task_lsh(sigs: DataFrame, params: NearDedupParams) -> DataFrame:
+    """What :func:`verified_edges` and :func:`.connected_components` find, from one task that reads all ``sigs``
+    (few): ``doc_id``, ``duplicate_of``, ``est`` per removal, and one more row, ``doc_id`` null, whose ``report``
+    holds the statistics as JSON."""
+    id_type = sigs.schema["doc_id"].dataType
+    schema = T.StructType(
+        [
+            T.StructField("doc_id", id_type),
+            T.StructField("duplicate_of", id_type),
+            T.StructField("est", T.DoubleType()),
+            T.StructField("report", T.StringType()),
+        ]
+    )
+    target, num_perm, bands, min_estimate = arrow_schema(schema), params.num_perm, params.bands, params.min_estimate
+
+    def find(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        ids, values = [pa.array([], target.field("doc_id").type)], [pa.array([], pa.int32())]
+        for batch in batches:
+            ids.append(batch.column("doc_id"))
+            values.append(batch.column("sig").flatten())
+        matrix = pa.concat_arrays(values).to_numpy().view(np.uint32).reshape(-1, num_perm)
+        found = near_duplicates(pa.concat_arrays(ids), matrix, bands, min_estimate)
+        n = len(found.est)
+        yield pa.RecordBatch.from_arrays(
+            [found.doc_id, found.duplicate_of, pa.array(found.est, pa.float64()), pa.nulls(n, pa.string())],
+            schema=target,
+        )
+        report = {
+            "buckets": found.buckets,
+            "largest_buckets": found.largest_buckets,
+            "candidate_edges": found.candidate_edges,
+            "verified_edges": found.verified_edges,
+            "removed": n,
+        }
+        nulls = [pa.nulls(1, field.type) for field in target][:3]
+        yield pa.RecordBatch.from_arrays([*nulls, pa.array([json.dumps(report)])], schema=target)
+
+    return sigs.select("doc_id", "sig").coalesce(1).mapInArrow(find, schema)
+
+
 def find_removals(docs: DataFrame, params: NearDedupParams, cut: Cut) -> tuple[DataFrame, dict[str, Any]]:
-    """``doc_id``, ``duplicate_of`` (its component's smallest doc_id), ``est`` for every removed document; stats."""
+    """``doc_id``, ``duplicate_of`` (its component's smallest doc_id), ``est`` for every removed document; stats.
+
+    Up to ``local_docs`` signed documents, in one task (:func:`one_task_lsh`); beyond, in Spark jobs.
+    """
     fused = params.signature_column in docs.columns
     sigs = signatures(docs, params) if fused else cut(signatures(docs, params))
-    with ThreadPoolExecutor(1, thread_name_prefix="near-dedup-count") as pool:
-        # Read from ingestion's copy, the signatures are counted beside the LSH jobs; computed here, they are
-        # materialised once, by the count, before the jobs that read them.
-        signed = pool.submit(sigs.count)
-        if not fused:
-            signed.result()
-        edges, stats = verified_edges(sigs, params, cut)
-        components = connected_components(edges, cut, params.max_iterations, params.local_edges)
+    signed = sigs.count()  # computed here, the signatures are materialised once, by this count
+    if signed <= params.local_docs:
+        found = cut(one_task_lsh(sigs, params))
+        report = json.loads(found.where(F.col("report").isNotNull()).select("report").collect()[0][0])
+        buckets = {int(size): n for size, n in report["buckets"].items()}
+        stats = {
+            "signed_docs": signed,
+            "lsh_method": "one_task",
+            **bucket_stats(buckets, report["largest_buckets"], params),
+            "candidate_edges": report["candidate_edges"],
+            "verified_edges": report["verified_edges"],
+            "components_method": "one_task",
+            "components_rounds": 0,
+        }
+        removals = found.where(F.col("report").isNull()).select("doc_id", "duplicate_of", "est")
+        return hint_small(removals, report["removed"]), stats
+    edges, stats = verified_edges(sigs, params, cut)
+    components = connected_components(edges, cut, params.max_iterations, params.local_edges)
     stats = {
-        "signed_docs": signed.result(),
+        "signed_docs": signed,
+        "lsh_method": "spark",
         **stats,
         "components_method": components.method,
         "components_rounds": components.rounds,

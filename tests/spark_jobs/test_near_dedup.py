@@ -185,14 +185,30 @@ def test_exact_then_near_keeps_what_near_alone_keeps(spark, run, tmp_path):
     assert long_exact_copies and not long_exact_copies & near_alone
 
 
-def test_output_is_identical_across_partitionings_checkpoint_modes_and_components_methods(spark, run, tmp_path):
-    """The fixture's few edges are joined in one task; here the same graph goes through star rounds."""
-    cfg = cfg_for(tmp_path, dedup_checkpoint="reliable", dedup_local_edges=0)
-    seven, stats = annotate(NearDedupStage(), docs_frame(spark).repartition(7), cfg)
-    assert (run[4]["lsh"]["components_method"], stats["lsh"]["components_method"]) == ("one_task", "star_rounds")
+METHODS = ("lsh_method", "components_method", "components_rounds")
+
+
+@pytest.mark.parametrize(
+    ("overrides", "methods"),
+    [
+        ({"dedup_local_docs": 0}, ("spark", "one_task")),
+        ({"dedup_local_docs": 0, "dedup_local_edges": 0, "dedup_checkpoint": "reliable"}, ("spark", "star_rounds")),
+    ],
+)
+def test_output_and_statistics_are_identical_across_partitionings_checkpoint_modes_and_methods(
+    spark, run, tmp_path, overrides, methods
+):
+    """The fixture's signatures go through LSH and components in one task; here the same ones through Spark jobs,
+    with components in one task or in star rounds: same annotations, same bucket and edge statistics."""
+    seven, stats = annotate(NearDedupStage(), docs_frame(spark).repartition(7), cfg_for(tmp_path, **overrides))
+    assert (run[4]["lsh"]["lsh_method"], run[4]["lsh"]["components_method"]) == ("one_task", "one_task")
+    assert (stats["lsh"]["lsh_method"], stats["lsh"]["components_method"]) == methods
     assert seven.rdd.getNumPartitions() > 0
     assert collect(seven) == run[3]
     assert sorted(run[2].collect()) == sorted(seven.collect())
+    local = {k: v for k, v in run[4]["lsh"].items() if k not in METHODS}
+    assert local["verified_edges"] > 0 and local["largest_buckets"][0]["size"] >= 3
+    assert {k: v for k, v in stats["lsh"].items() if k not in METHODS} == local
 
 
 def pipeline_removals(spark, out) -> dict[int, tuple]:
