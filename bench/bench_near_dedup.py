@@ -1,13 +1,14 @@
 """Near dedup: the pipeline's MinHash LSH against datasketch's ``MinHashLSH``, both scored against exact Jaccard
 (not a test).
 
-    .venv/bin/python bench/bench_near_dedup.py [--corpus demo|mixed] [--scale 8] [--cores 2] [--work DIR]
+    .venv/bin/python bench/bench_near_dedup.py [--corpus demo|mixed] [--scale 8] [--multiple 1] [--cores 2] [--work DIR]
 
 Corpus: the flattened demo corpus (``bench/common.py``; its mirrors hold exact, lightly edited and rewritten copies;
 ``--scale 8`` is about 107 MB), or with ``--corpus mixed`` ``common.mixed_corpus`` (a real dump's shape, about
 94 MB), plus edited copies of a seeded sample of its documents at controlled word 5-gram Jaccard levels (0.5 ...
 0.95: words replaced at spaced positions); ids are a seeded permutation, so which copy is the smallest, the one kept,
-is random. Each side is a cold process of its own, timed around the process.
+is random. ``--multiple K`` repeats all of it K times with new ids (exact copies, as ``bench_scale.py`` grows a
+corpus). Each side is a cold process of its own, timed around the process.
 
 * ours: ``python -m spark_jobs.pipeline --stages near_dedup --master local[CORES]``: ingestion, MinHash signatures,
   LSH bands, verified candidates, connected components on Spark, ``cleaned/``, ``removed/`` and ``report.json``;
@@ -62,7 +63,7 @@ def edited(text: str, target: float, rng: random.Random) -> str | None:
     return "".join(out + [text[last:]])
 
 
-def write_corpus(work: Path, scale: int, seed: int = 0, mixed: bool = False) -> list[str]:
+def write_corpus(work: Path, scale: int, seed: int = 0, mixed: bool = False, multiple: int = 1) -> list[str]:
     rng = random.Random(seed)
     if mixed:
         mixed_corpus(work / "mixed.parquet")
@@ -72,6 +73,7 @@ def write_corpus(work: Path, scale: int, seed: int = 0, mixed: bool = False) -> 
     for i in rng.sample(range(len(docs)), min(len(docs) // 12, 1200)):
         copy = edited(docs[i]["text"], rng.choice(LEVELS), rng)
         docs += [{**docs[i], "text": copy}] if copy else []
+    docs *= multiple
     ids = list(range(len(docs)))
     rng.shuffle(ids)
     path = work / "near.jsonl"
@@ -136,6 +138,7 @@ def main() -> None:
         default="demo",
         help="demo: the demo corpus at --scale; mixed: common.mixed_corpus (about 94 MB, --scale unused)",
     )
+    p.add_argument("--multiple", type=int, default=1, help="the corpus (edited copies included) this many times over")
     p.add_argument("--cores", type=int, default=2)
     p.add_argument("--work", type=Path, help="work directory (default: a new temporary one)")
     p.add_argument("--reference", nargs=5, help=argparse.SUPPRESS)
@@ -145,7 +148,7 @@ def main() -> None:
 
     work = args.work or Path(tempfile.mkdtemp(prefix="bench-near-dedup-"))
     work.mkdir(parents=True, exist_ok=True)
-    paths = write_corpus(work, args.scale, mixed=args.corpus == "mixed")
+    paths = write_corpus(work, args.scale, mixed=args.corpus == "mixed", multiple=args.multiple)
     print(f"corpus: {describe(paths)} with edited copies; work dir {work}")
     ours = measure(pipeline(paths, work / "ours", "near_dedup", args.cores), work / "ours.log")
     rep = json.loads((work / "ours" / "report.json").read_text())["stages"]["near_dedup"]
