@@ -36,7 +36,12 @@ class RunOptions:
     seed: int = opt(0, "every random choice derives from it")
     master: str = opt("local[*]", "Spark master for local runs (ignored under spark-submit)", execution_only=True)
     shuffle_partitions: int = opt(0, "spark.sql.shuffle.partitions; 0 picks 4 x cores", execution_only=True)
-    driver_memory: str = opt("4g", "driver memory for local runs", execution_only=True)
+    driver_memory: str = opt(
+        "2g",
+        "driver memory (JVM heap bound) for local runs: G1 grows the heap towards it under a high allocation rate, "
+        "whatever the input size, so this bounds the JVM's memory; stages stream, so more buys no speed",
+        execution_only=True,
+    )
     driver_java_options: str = opt(
         LOCAL_JAVA_OPTIONS,
         "JVM options of the driver in local runs; '' for HotSpot's defaults (see LOCAL_JAVA_OPTIONS)",

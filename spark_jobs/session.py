@@ -118,7 +118,7 @@ def get_spark(
     master: str = "local[*]",
     app_name: str = "slm-pipeline",
     shuffle_partitions: int = 0,
-    driver_memory: str = "4g",
+    driver_memory: str = "2g",
     ui: bool | None = None,
     java_options: str = LOCAL_JAVA_OPTIONS,
     class_archive: str = "",
