@@ -1,7 +1,8 @@
 """Near dedup: the pipeline's MinHash LSH against datasketch's ``MinHashLSH``, both scored against exact Jaccard
 (not a test).
 
-    .venv/bin/python bench/bench_near_dedup.py [--corpus demo|mixed] [--scale 8] [--multiple 1] [--cores 2] [--work DIR]
+    .venv/bin/python bench/bench_near_dedup.py [--corpus demo|mixed] [--scale 8] [--multiple 1] [--repeat 1]
+                                               [--cores 2] [--work DIR]
 
 Corpus: the flattened demo corpus (``bench/common.py``; its mirrors hold exact, lightly edited and rewritten copies;
 ``--scale 8`` is about 107 MB), or with ``--corpus mixed`` ``common.mixed_corpus`` (a real dump's shape, about
@@ -26,6 +27,7 @@ import argparse
 import json
 import random
 import re
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -37,7 +39,7 @@ from scipy import sparse
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import HEADER, corpus, describe, measure, mixed_corpus, pipeline, row  # noqa: E402
+from common import HEADER, corpus, describe, measure, median_run, mixed_corpus, pipeline, row  # noqa: E402
 
 LEVELS = (0.95, 0.9, 0.85, 0.8, 0.75, 0.7, 0.6, 0.5)
 
@@ -139,6 +141,7 @@ def main() -> None:
         help="demo: the demo corpus at --scale; mixed: common.mixed_corpus (about 94 MB, --scale unused)",
     )
     p.add_argument("--multiple", type=int, default=1, help="the corpus (edited copies included) this many times over")
+    p.add_argument("--repeat", type=int, default=1, help="runs of each side, in turns; the median is shown")
     p.add_argument("--cores", type=int, default=2)
     p.add_argument("--work", type=Path, help="work directory (default: a new temporary one)")
     p.add_argument("--reference", nargs=5, help=argparse.SUPPRESS)
@@ -150,10 +153,14 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     paths = write_corpus(work, args.scale, mixed=args.corpus == "mixed", multiple=args.multiple)
     print(f"corpus: {describe(paths)} with edited copies; work dir {work}")
-    ours = measure(pipeline(paths, work / "ours", "near_dedup", args.cores), work / "ours.log")
-    rep = json.loads((work / "ours" / "report.json").read_text())["stages"]["near_dedup"]
-    cmd = [sys.executable, __file__, "--reference", paths[0], *(str(rep[k]) for k in ("b", "r", "num_perm", "ngram"))]
-    ref = measure(cmd, work / "ref.log")
+    ours_runs, ref_runs = [], []
+    for _ in range(args.repeat):  # in turns, so that a slow spell of the machine falls on both sides
+        shutil.rmtree(work / "ours", ignore_errors=True)  # a fresh output: nothing to reuse
+        ours_runs.append(measure(pipeline(paths, work / "ours", "near_dedup", args.cores), work / "ours.log"))
+        rep = json.loads((work / "ours" / "report.json").read_text())["stages"]["near_dedup"]
+        bands = (str(rep[k]) for k in ("b", "r", "num_perm", "ngram"))
+        ref_runs.append(measure([sys.executable, __file__, "--reference", paths[0], *bands], work / "ref.log"))
+    ours, ref = median_run(ours_runs), median_run(ref_runs)
 
     docs = [json.loads(line) for line in open(paths[0], encoding="utf-8")]
     ids = np.array([d["id"] for d in docs])
@@ -167,6 +174,9 @@ def main() -> None:
         (f"ours, Spark local[{args.cores}]", "reference, datasketch"), (ours, ref), scores, strict=True
     ):
         print(row(name, m, f"recall {recall:.4f}, precision {precision:.4f} ({detail})"))
+    if args.repeat > 1:
+        print(f"runs (s): ours {[round(r['seconds'], 1) for r in ours_runs]}, "
+              f"reference {[round(r['seconds'], 1) for r in ref_runs]}; the median run of each is shown")  # fmt: skip
     print(f"reference / ours: wall clock {ref['seconds'] / ours['seconds']:.2f}x, CPU seconds "
           f"{ref['cpu_s'] / ours['cpu_s']:.2f}x (above 1: ours is faster, uses less CPU)")  # fmt: skip
 

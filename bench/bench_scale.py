@@ -33,7 +33,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import HEADER, corpus, measure, mixed_corpus, one_row_group, pipeline, row  # noqa: E402
+from common import HEADER, corpus, measure, median_run, mixed_corpus, one_row_group, pipeline, row  # noqa: E402
 
 
 def plot(results: list[dict], png: Path, stages: str) -> None:
@@ -54,11 +54,6 @@ def plot(results: list[dict], png: Path, stages: str) -> None:
         axes.set_ylim(bottom=0)
     figure.suptitle(f"{stages} on one-row-group Parquet: ours vs the course's datasets pipeline")
     figure.savefig(png, dpi=120, bbox_inches="tight")
-
-
-def median_run(runs: list[dict]) -> dict:
-    """The run of median wall time (the upper one of an even count), with its own CPU and memory figures."""
-    return sorted(runs, key=lambda run: run["seconds"])[len(runs) // 2]
 
 
 def main() -> None:

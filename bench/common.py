@@ -123,6 +123,11 @@ def measure(
             "proc_peak_mb": proc_peak / MB}  # fmt: skip
 
 
+def median_run(runs: list[dict]) -> dict:
+    """The run of median wall time (the upper one of an even count), with its own CPU and memory figures."""
+    return sorted(runs, key=lambda run: run["seconds"])[len(runs) // 2]
+
+
 def row(name: str, m: dict[str, Any], note: str = "") -> str:
     """One line of a benchmark's table."""
     return (f"{name:<28} {m['seconds']:8.1f} {m['cpu_s']:8.1f} {m['tree_peak_mb']:10.0f} {m['proc_peak_mb']:10.0f}"

@@ -56,6 +56,7 @@ def test_each_stage_gets_its_own_typed_options():
         (["--stages", "filter,filter"], "twice"),
         (["--dedup-threshold", "1.5"], "--dedup-threshold"),
         (["--dedup-checkpoint", "sometimes"], "--dedup-checkpoint"),
+        (["--dedup-local-docs", "-1"], "--dedup-local-docs"),
         (["--seq-len", "0"], "--seq-len"),
         (["--max-top-ngram-char-frac", "1:0.5"], "bad n-gram threshold"),
         (["--languages", ","], "--languages"),
