@@ -6,7 +6,7 @@ the work. Up to ``--dedup-local-docs`` signed documents, one task gets all signa
 128 permutations) and computes the same answer here, with the same statistics:
 
 * documents are numbered by ``doc_id`` in sorted order, so "the smallest doc_id" is the smallest number;
-* per band, a stable sort of the band's r values groups equal keys, members in number order: the first member of
+* per band, a stable sort groups equal keys (the band's r values), members in number order: the first member of
   each group is its hub, and each other member gives the star edge member -> hub;
 * edges are made distinct over the bands, verified by the share of equal signature values, and the verified ones
   go to :func:`.components.smallest_roots`, whose roots are the components' smallest documents.
@@ -28,6 +28,7 @@ from spark_jobs.dedup.minhash import Bands
 
 TOP = 10
 _CHUNK_EDGES = 1 << 15  # edges verified at once: two (chunk x num_perm) uint32 gathers
+_KEY_MUL = np.uint64(0x9E3779B97F4A7C15)  # odd: xor-multiply chain over a band's values
 
 
 class LocalResult(NamedTuple):
@@ -53,12 +54,28 @@ def estimates(sigs: np.ndarray, src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     return equal / sigs.shape[1]
 
 
+def _bucket_order(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """An order of the rows that makes equal keys adjacent, rows in number order within them, and where each run of
+    equal keys starts: a stable sort of a 64-bit hash of the keys (one sort instead of r), checked for collisions,
+    which fall back to sorting by every value."""
+    mixed = np.zeros(len(keys), dtype=np.uint64)
+    for column in keys.T:
+        mixed = (mixed ^ column.astype(np.uint64)) * _KEY_MUL
+    order = np.argsort(mixed, kind="stable")
+    ordered, hashes = keys[order], mixed[order]
+    same_key = (ordered[1:] == ordered[:-1]).all(axis=1)
+    if (same_key != (hashes[1:] == hashes[:-1])).any():  # two keys share a hash: order by the values themselves
+        order = np.lexsort(keys.T[::-1])
+        ordered = keys[order]
+        same_key = (ordered[1:] == ordered[:-1]).all(axis=1)
+    starts = np.ones(len(order), dtype=bool)
+    starts[1:] = ~same_key
+    return order, starts
+
+
 def _band_buckets(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """For one band's keys (rows of r values): each row's hub row, and the shared buckets' hubs and sizes."""
-    order = np.lexsort(keys.T[::-1])  # stable: within a bucket, rows stay in number order
-    ordered = keys[order]
-    starts = np.ones(len(order), dtype=bool)
-    starts[1:] = (ordered[1:] != ordered[:-1]).any(axis=1)
+    order, starts = _bucket_order(keys)
     group = np.cumsum(starts) - 1
     first = np.flatnonzero(starts)
     sizes = np.diff(np.append(first, len(order)))

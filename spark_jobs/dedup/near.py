@@ -340,9 +340,10 @@ def verified_edges(sigs: DataFrame, params: NearDedupParams, cut: Cut) -> tuple[
 
 
 def one_task_lsh(sigs: DataFrame, params: NearDedupParams) -> DataFrame:
-    """What :func:`verified_edges` and :func:`.connected_components` find, from one task that reads all ``sigs``
-    (few): ``doc_id``, ``duplicate_of``, ``est`` per removal, and one more row, ``doc_id`` null, whose ``report``
-    holds the statistics as JSON."""
+    """What :func:`verified_edges` and :func:`.connected_components` find, from one task that reads all ``sigs``:
+    ``doc_id``, ``duplicate_of``, ``est`` per removal, and one more row, ``doc_id`` null, whose ``report`` holds the
+    statistics as JSON. Past ``local_docs`` signatures the task stops reading and returns only the report, saying
+    so: memory stays bounded, and the caller takes the Spark path."""
     id_type = sigs.schema["doc_id"].dataType
     schema = T.StructType(
         [
@@ -352,11 +353,20 @@ def one_task_lsh(sigs: DataFrame, params: NearDedupParams) -> DataFrame:
             T.StructField("report", T.StringType()),
         ]
     )
-    target, num_perm, bands, min_estimate = arrow_schema(schema), params.num_perm, params.bands, params.min_estimate
+    target, limit = arrow_schema(schema), params.local_docs
+    num_perm, bands, min_estimate = params.num_perm, params.bands, params.min_estimate
+
+    def report_row(report: dict[str, Any]) -> pa.RecordBatch:
+        nulls = [pa.nulls(1, field.type) for field in target][:3]
+        return pa.RecordBatch.from_arrays([*nulls, pa.array([json.dumps(report)])], schema=target)
 
     def find(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        ids, values = [pa.array([], target.field("doc_id").type)], [pa.array([], pa.int32())]
+        ids, values, signed = [pa.array([], target.field("doc_id").type)], [pa.array([], pa.int32())], 0
         for batch in batches:
+            signed += batch.num_rows
+            if signed > limit:  # the rest stays unread (Spark starts a fresh Python worker for the next task)
+                yield report_row({"over_limit": True})
+                return
             ids.append(batch.column("doc_id"))
             values.append(batch.column("sig").flatten())
         matrix = pa.concat_arrays(values).to_numpy().view(np.uint32).reshape(-1, num_perm)
@@ -366,15 +376,16 @@ def one_task_lsh(sigs: DataFrame, params: NearDedupParams) -> DataFrame:
             [found.doc_id, found.duplicate_of, pa.array(found.est, pa.float64()), pa.nulls(n, pa.string())],
             schema=target,
         )
-        report = {
-            "buckets": found.buckets,
-            "largest_buckets": found.largest_buckets,
-            "candidate_edges": found.candidate_edges,
-            "verified_edges": found.verified_edges,
-            "removed": n,
-        }
-        nulls = [pa.nulls(1, field.type) for field in target][:3]
-        yield pa.RecordBatch.from_arrays([*nulls, pa.array([json.dumps(report)])], schema=target)
+        yield report_row(
+            {
+                "signed_docs": signed,
+                "buckets": found.buckets,
+                "largest_buckets": found.largest_buckets,
+                "candidate_edges": found.candidate_edges,
+                "verified_edges": found.verified_edges,
+                "removed": n,
+            }
+        )
 
     return sigs.select("doc_id", "sig").coalesce(1).mapInArrow(find, schema)
 
@@ -382,26 +393,38 @@ def one_task_lsh(sigs: DataFrame, params: NearDedupParams) -> DataFrame:
 def find_removals(docs: DataFrame, params: NearDedupParams, cut: Cut) -> tuple[DataFrame, dict[str, Any]]:
     """``doc_id``, ``duplicate_of`` (its component's smallest doc_id), ``est`` for every removed document; stats.
 
-    Up to ``local_docs`` signed documents, in one task (:func:`one_task_lsh`); beyond, in Spark jobs.
+    Up to ``local_docs`` signed documents, in one task (:func:`one_task_lsh`); beyond, in Spark jobs. Signatures
+    read from ingestion's copy go to the one task directly (it says when they are too many); computed here, they
+    are materialised (cut and counted) first, so that the one task does not compute them all.
     """
     fused = params.signature_column in docs.columns
     sigs = signatures(docs, params) if fused else cut(signatures(docs, params))
-    signed = sigs.count()  # computed here, the signatures are materialised once, by this count
-    if signed <= params.local_docs:
+    signed = None if fused else sigs.count()
+    if signed is None or signed <= params.local_docs:
         found = cut(one_task_lsh(sigs, params))
         report = json.loads(found.where(F.col("report").isNotNull()).select("report").collect()[0][0])
-        buckets = {int(size): n for size, n in report["buckets"].items()}
-        stats = {
-            "signed_docs": signed,
-            "lsh_method": "one_task",
-            **bucket_stats(buckets, report["largest_buckets"], params),
-            "candidate_edges": report["candidate_edges"],
-            "verified_edges": report["verified_edges"],
-            "components_method": "one_task",
-            "components_rounds": 0,
-        }
-        removals = found.where(F.col("report").isNull()).select("doc_id", "duplicate_of", "est")
-        return hint_small(removals, report["removed"]), stats
+        if not report.get("over_limit"):
+            removals = found.where(F.col("report").isNull()).select("doc_id", "duplicate_of", "est")
+            return hint_small(removals, report["removed"]), one_task_stats(report, params)
+    return spark_removals(sigs, sigs.count() if signed is None else signed, params, cut)
+
+
+def one_task_stats(report: dict[str, Any], params: NearDedupParams) -> dict[str, Any]:
+    """The statistics of :func:`one_task_lsh`'s report, as :func:`spark_removals` gives them."""
+    buckets = {int(size): n for size, n in report["buckets"].items()}
+    return {
+        "signed_docs": report["signed_docs"],
+        "lsh_method": "one_task",
+        **bucket_stats(buckets, report["largest_buckets"], params),
+        "candidate_edges": report["candidate_edges"],
+        "verified_edges": report["verified_edges"],
+        "components_method": "one_task",
+        "components_rounds": 0,
+    }
+
+
+def spark_removals(sigs: DataFrame, signed: int, params: NearDedupParams, cut: Cut) -> tuple[DataFrame, dict[str, Any]]:
+    """:func:`find_removals` in Spark jobs: verified star edges, then connected components."""
     edges, stats = verified_edges(sigs, params, cut)
     components = connected_components(edges, cut, params.max_iterations, params.local_edges)
     stats = {

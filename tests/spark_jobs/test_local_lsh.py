@@ -6,6 +6,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
+from spark_jobs.dedup import local_lsh
 from spark_jobs.dedup.local_lsh import near_duplicates
 from spark_jobs.dedup.minhash import Bands
 
@@ -58,8 +59,11 @@ def reference(ids: list, sigs: np.ndarray, min_estimate: float) -> tuple[dict, d
     return removals, sizes, top, len(edges), len(verified)
 
 
-@pytest.mark.parametrize(("seed", "strings"), [(0, False), (1, False), (2, True)])
-def test_matches_the_reference(seed, strings):
+@pytest.mark.parametrize(("seed", "strings", "collisions"), [(0, False, False), (1, False, True), (2, True, False)])
+def test_matches_the_reference(seed, strings, collisions, monkeypatch):
+    """``collisions``: every band key hashes to 0, so buckets come from the sort by all r values (the fallback)."""
+    if collisions:
+        monkeypatch.setattr(local_lsh, "_KEY_MUL", np.uint64(0))
     n = 400
     rng = np.random.default_rng(seed)
     numbers = rng.permutation(10 * n)[:n] - 5 * n  # shuffled, negative ones included

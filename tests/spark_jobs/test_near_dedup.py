@@ -232,10 +232,17 @@ def test_pipeline_takes_signatures_from_ingestion_or_computes_its_own(spark, run
         args = ["--input", str(source), "--output", str(out), "--stages", "near_dedup", "--id-column", "id", *flags]
         return run_pipeline(PipelineConfig.from_args(args), spark)
 
-    pipeline(tmp_path / "seed0")
+    report = pipeline(tmp_path / "seed0")
     assert "_minhash_n5_p128_s0" in fused_columns(tmp_path / "seed0")
     removed = {i: v for i, v in run[3].items() if v[0] == REASON}
     assert pipeline_removals(spark, tmp_path / "seed0") == removed
+
+    # More signatures than --dedup-local-docs: the one task stops reading, and the Spark jobs find the same.
+    over = pipeline(tmp_path / "over", "--dedup-local-docs", "5")
+    lsh, over_lsh = report["stages"]["near_dedup"]["lsh"], over["stages"]["near_dedup"]["lsh"]
+    assert (lsh["lsh_method"], over_lsh["lsh_method"]) == ("one_task", "spark")
+    assert over_lsh["signed_docs"] == lsh["signed_docs"] == len(CORPUS) - 5  # 5 have fewer than n words
+    assert pipeline_removals(spark, tmp_path / "over") == removed
 
     shutil.copytree(tmp_path / "seed0", tmp_path / "reused")
     pipeline(tmp_path / "reused", "--seed", "1")
