@@ -51,7 +51,14 @@ def write_parquet(df: DataFrame, path: str) -> DataFrame:
     """Write ``df`` as Parquet (replacing ``path``) and return the written files as a frame (its schema is known,
     so reading back needs no footer-reading job)."""
     writer = df.write.mode("overwrite")
-    for column in {"doc_id", "text"} & set(df.columns):  # unique values: a dictionary attempt is wasted hashing
+    # Columns of (nearly) unique values, where a dictionary attempt is wasted hashing: ids, texts, and the values of
+    # integer arrays (MinHash signatures, which Parquet stores as the column NAME.list.element).
+    unique = [c for c in ("doc_id", "text") if c in df.columns] + [
+        f"{f.name}.list.element"
+        for f in df.schema.fields
+        if isinstance(f.dataType, T.ArrayType) and isinstance(f.dataType.elementType, T.IntegerType)
+    ]
+    for column in unique:
         writer = writer.option(f"parquet.enable.dictionary#{column}", "false")
     writer.parquet(storage.spark_path(path))
     return df.sparkSession.read.schema(df.schema).parquet(storage.spark_path(path))
