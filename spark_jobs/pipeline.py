@@ -141,8 +141,9 @@ def run(cfg: PipelineConfig, spark: SparkSession | None = None) -> dict[str, Any
     annotated, _, row_reused = cached(spark, first, key, lambda: (raw, {}))
 
     # From here on, the reports' small aggregates and the final writes run on a thread pool while the driver goes on:
-    # each is a few short Spark jobs whose scheduling latency would otherwise add up one after another.
-    with ThreadPoolExecutor(max_workers=4, thread_name_prefix="pipeline") as pool:
+    # each is a few short Spark jobs whose scheduling latency would otherwise add up one after another. One thread per
+    # submission (the check, the counts, two per removing stage, the two writes), so none waits for a thread.
+    with ThreadPoolExecutor(max_workers=4 + 2 * len(removers), thread_name_prefix="pipeline") as pool:
         # The input check (duplicate ids, a file that broke while read) runs beside the corpus stages, on every run
         # (a reused copy included), and is waited for before any output outside _stages/ is written.
         input_check = pool.submit(check_ingested, annotated)
