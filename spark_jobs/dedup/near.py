@@ -42,9 +42,10 @@ Composition with exact dedup: exact copies have identical signatures, so they fa
 band, verify at 1.0 and always link to the smallest copy. Running exact dedup first therefore changes nothing
 about which documents near dedup keeps among documents with at least n words (tested).
 
-Unlike a row-wise filter, ``annotate`` runs Spark jobs before returning: the signed documents are counted (which
-path to take), and the one task's result, or buckets, verified edges and every components round, are materialised
-(checkpointed), because the statistics and the components loop need them.
+Unlike a row-wise filter, ``annotate`` runs Spark jobs before returning: signatures the stage computes itself are
+materialised and counted (which path to take; ingestion's go to the one task, which says when they are too many),
+and the one task's result, or buckets, verified edges and every components round, are materialised (checkpointed),
+because the statistics and the components loop need them.
 The returned frame is the (lazy) join of the input with the removals.
 """
 
