@@ -11,7 +11,8 @@ the work. Up to ``--dedup-local-docs`` signed documents, one task gets all signa
 * edges are made distinct over the bands, verified by the share of equal signature values, and the verified ones
   go to :func:`.components.smallest_roots`, whose roots are the components' smallest documents.
 
-Memory: the signature matrix plus about 200 bytes per document for one band's sort and the edges.
+Memory: the signature matrix twice (as given, and in number order) plus about 200 bytes per document for one
+band's sort and the edges.
 """
 
 from __future__ import annotations

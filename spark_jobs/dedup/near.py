@@ -370,8 +370,10 @@ def one_task_lsh(sigs: DataFrame, params: NearDedupParams) -> DataFrame:
                 return
             ids.append(batch.column("doc_id"))
             values.append(batch.column("sig").flatten())
+        doc_ids = pa.concat_arrays(ids)
         matrix = pa.concat_arrays(values).to_numpy().view(np.uint32).reshape(-1, num_perm)
-        found = near_duplicates(pa.concat_arrays(ids), matrix, bands, min_estimate)
+        ids = values = batch = None  # let the batches go: from here on the signatures are held at most twice
+        found = near_duplicates(doc_ids, matrix, bands, min_estimate)
         n = len(found.est)
         yield pa.RecordBatch.from_arrays(
             [found.doc_id, found.duplicate_of, pa.array(found.est, pa.float64()), pa.nulls(n, pa.string())],
