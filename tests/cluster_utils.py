@@ -90,12 +90,28 @@ def get_json(url: str) -> Any | None:
 
 
 def active_tasks(driver_ui_port: int) -> dict[str, int]:
-    """Tasks running now on each executor of the application whose driver UI listens on ``driver_ui_port``."""
+    """Tasks running now on each executor for a job that still needs them, in the application whose driver UI listens
+    on ``driver_ui_port``.
+
+    Counted from the running jobs' active stages, not from the executors' ``activeTasks``: a job that ends early (a
+    ``limit`` satisfied by other partitions) leaves its remaining tasks counted there until the executor answers the
+    kill, and losing such a task loses no work.
+    """
     apps = get_json(f"http://127.0.0.1:{driver_ui_port}/api/v1/applications") or []
     if not apps:
         return {}
-    executors = get_json(f"http://127.0.0.1:{driver_ui_port}/api/v1/applications/{apps[0]['id']}/executors") or []
-    return {e["id"]: e["activeTasks"] for e in executors}
+    base = f"http://127.0.0.1:{driver_ui_port}/api/v1/applications/{apps[0]['id']}"
+    stage_ids = {s for job in get_json(f"{base}/jobs?status=running") or [] for s in job.get("stageIds", [])}
+    counts: dict[str, int] = {}
+    for stage in get_json(f"{base}/stages?status=active") or []:
+        if stage["stageId"] not in stage_ids:
+            continue
+        attempts = get_json(f"{base}/stages/{stage['stageId']}?details=true&taskStatus=RUNNING") or []
+        for attempt in attempts:
+            for task in (attempt.get("tasks") or {}).values():
+                if task.get("status") == "RUNNING":
+                    counts[task["executorId"]] = counts.get(task["executorId"], 0) + 1
+    return counts
 
 
 def spark_env() -> dict[str, str]:
