@@ -361,18 +361,23 @@ def one_task_lsh(sigs: DataFrame, params: NearDedupParams) -> DataFrame:
         nulls = [pa.nulls(1, field.type) for field in target][:3]
         return pa.RecordBatch.from_arrays([*nulls, pa.array([json.dumps(report)])], schema=target)
 
-    def find(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+    def read(batches: Iterator[pa.RecordBatch]) -> tuple[pa.Array, np.ndarray] | None:
+        """All ids and signatures, each in one array (the batches go when this returns); None past ``limit``."""
         ids, values, signed = [pa.array([], target.field("doc_id").type)], [pa.array([], pa.int32())], 0
         for batch in batches:
             signed += batch.num_rows
             if signed > limit:  # the rest stays unread (Spark starts a fresh Python worker for the next task)
-                yield report_row({"over_limit": True})
-                return
+                return None
             ids.append(batch.column("doc_id"))
             values.append(batch.column("sig").flatten())
-        doc_ids = pa.concat_arrays(ids)
-        matrix = pa.concat_arrays(values).to_numpy().view(np.uint32).reshape(-1, num_perm)
-        ids = values = batch = None  # let the batches go: from here on the signatures are held at most twice
+        return pa.concat_arrays(ids), pa.concat_arrays(values).to_numpy().view(np.uint32).reshape(-1, num_perm)
+
+    def find(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        signed = read(batches)
+        if signed is None:
+            yield report_row({"over_limit": True})
+            return
+        doc_ids, matrix = signed
         found = near_duplicates(doc_ids, matrix, bands, min_estimate)
         n = len(found.est)
         yield pa.RecordBatch.from_arrays(
@@ -381,7 +386,7 @@ def one_task_lsh(sigs: DataFrame, params: NearDedupParams) -> DataFrame:
         )
         yield report_row(
             {
-                "signed_docs": signed,
+                "signed_docs": len(doc_ids),
                 "buckets": found.buckets,
                 "largest_buckets": found.largest_buckets,
                 "candidate_edges": found.candidate_edges,
