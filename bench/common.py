@@ -93,9 +93,11 @@ def measure(
     """Run ``cmd`` as a cold process and time it around the process. CPU seconds and peak RSS cover its whole process
     tree (for the pipeline: the driver, the JVM and the Python workers), sampled every ``interval`` seconds: the tree's
     peak is the largest sum of RSS seen at once (shared pages of forked workers count in each), the process peak the
-    largest single process. Output goes to ``log``; a failure raises with its last lines."""
+    largest single process, and ``peaks_mb`` the largest process of each kind (:func:`process_kind`). Output goes to
+    ``log``; a failure raises with its last lines."""
     cpu: dict[int, float] = {}
     tree_peak = proc_peak = 0
+    peaks: dict[str, int] = {}
     started = time.perf_counter()
     with log.open("w") as out:
         proc = subprocess.Popen(cmd, cwd=cwd, env={**os.environ, **(env or {})}, stdout=out, stderr=subprocess.STDOUT)
@@ -113,6 +115,8 @@ def measure(
                     continue
                 cpu[p.pid] = times.user + times.system
                 total, proc_peak = total + rss, max(proc_peak, rss)
+                kind = process_kind(p, root)
+                peaks[kind] = max(peaks.get(kind, 0), rss)
             tree_peak = max(tree_peak, total)
             time.sleep(interval)
     seconds = time.perf_counter() - started
@@ -120,7 +124,19 @@ def measure(
         tail = "\n".join(log.read_text(errors="replace").splitlines()[-20:])
         raise RuntimeError(f"{' '.join(cmd[:4])} ... failed (rc {proc.returncode}):\n{tail}")
     return {"seconds": seconds, "cpu_s": sum(cpu.values()), "tree_peak_mb": tree_peak / MB,
-            "proc_peak_mb": proc_peak / MB}  # fmt: skip
+            "proc_peak_mb": proc_peak / MB, "peaks_mb": {k: round(v / MB) for k, v in sorted(peaks.items())}}  # fmt: skip
+
+
+def process_kind(p: psutil.Process, root: psutil.Process) -> str:
+    """``driver`` (the command's own process), ``jvm`` (Spark's, and spark-submit's launcher before it), ``worker``
+    (any other Python process: Spark's worker daemon and its forks) or ``other``."""
+    if p.pid == root.pid:
+        return "driver"
+    try:
+        name = p.name()
+    except psutil.Error:
+        return "other"
+    return "jvm" if name == "java" else "worker" if name.startswith("python") else "other"
 
 
 def median_run(runs: list[dict]) -> dict:
@@ -130,11 +146,14 @@ def median_run(runs: list[dict]) -> dict:
 
 def row(name: str, m: dict[str, Any], note: str = "") -> str:
     """One line of a benchmark's table."""
+    kinds = m.get("peaks_mb", {})
+    each = " ".join(f"{kinds[k]:>6}" if k in kinds else f"{'-':>6}" for k in ("driver", "jvm", "worker"))
     return (f"{name:<28} {m['seconds']:8.1f} {m['cpu_s']:8.1f} {m['tree_peak_mb']:10.0f} {m['proc_peak_mb']:10.0f}"
-            f"  {note}")  # fmt: skip
+            f" {each}  {note}")  # fmt: skip
 
 
-HEADER = f"{'':<28} {'wall s':>8} {'CPU s':>8} {'tree MB':>10} {'proc MB':>10}"
+HEADER = (f"{'':<28} {'wall s':>8} {'CPU s':>8} {'tree MB':>10} {'proc MB':>10} {'driver':>6} {'jvm':>6}"
+          f" {'worker':>6}")  # fmt: skip
 
 
 # The "mixed" corpus: the shape of a real crawl-and-code dump, built from files this machine already has.

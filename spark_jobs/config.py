@@ -37,9 +37,10 @@ class RunOptions:
     master: str = opt("local[*]", "Spark master for local runs (ignored under spark-submit)", execution_only=True)
     shuffle_partitions: int = opt(0, "spark.sql.shuffle.partitions; 0 picks 4 x cores", execution_only=True)
     driver_memory: str = opt(
-        "2g",
-        "driver memory (JVM heap bound) for local runs: G1 grows the heap towards it under a high allocation rate, "
-        "whatever the input size, so this bounds the JVM's memory; stages stream, so more buys no speed",
+        "auto",
+        "driver memory (JVM heap bound) for local runs; auto: 512 MB + 128 MB per core. G1 grows the heap towards it "
+        "the longer a run allocates, so this, not the input, sets the JVM's memory; stages stream, so more buys no "
+        "speed",
         execution_only=True,
     )
     driver_java_options: str = opt(

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 import xxhash
-from pyspark.sql import DataFrame
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
@@ -60,8 +60,13 @@ def annotated_schema(id_type: T.DataType = LONG) -> T.StructType:
 
 DOC_COLUMNS = tuple(doc_schema().fieldNames())
 ANNOTATIONS = ("reason", "rule", "duplicate_of")
-BROADCAST_ROWS = 1_000_000
-"""Up to this many removals (tens of MB) are broadcast to a join, so the documents are not shuffled for it."""
+BROADCAST_ROWS_PER_GB = 500_000
+"""Removals broadcast to a join (so the documents are not shuffled for it), per GB of the driver's heap.
+
+A broadcast table is held several times while it is built and read (collected rows, the hash map, its serialised
+blocks, a local run's deserialised copy), and the ``cleaned/`` and ``removed/`` joins build theirs at once: a million
+near-duplicate removals did not fit a 768 MB heap, a million exact ones did.
+"""
 
 
 def apply_removals(docs: DataFrame, removals: DataFrame) -> DataFrame:
@@ -74,13 +79,17 @@ def apply_removals(docs: DataFrame, removals: DataFrame) -> DataFrame:
 
 
 def hint_small(removals: DataFrame, rows: int) -> DataFrame:
-    """``removals`` marked for broadcast when it has at most :data:`BROADCAST_ROWS` rows."""
-    return F.broadcast(removals) if is_small(rows) else removals
+    """``removals`` marked for broadcast when it has few enough rows (:func:`is_small`), else for a sort-merge join:
+    Spark would broadcast a table whose Parquet files are under 10 MB, and a million compressed removals are that
+    small on disk but over a hundred MB in a hash map."""
+    return F.broadcast(removals) if is_small(removals.sparkSession, rows) else removals.hint("merge")
 
 
-def is_small(rows: int) -> bool:
-    """Whether a removal table of ``rows`` rows is broadcast to its joins (:data:`BROADCAST_ROWS`)."""
-    return rows <= BROADCAST_ROWS
+def is_small(spark: SparkSession, rows: int) -> bool:
+    """Whether a removal table of ``rows`` rows is broadcast to its joins: :data:`BROADCAST_ROWS_PER_GB` per GB of
+    the driver JVM's heap bound."""
+    heap = spark.sparkContext._jvm.java.lang.Runtime.getRuntime().maxMemory()
+    return rows <= BROADCAST_ROWS_PER_GB * heap / (1 << 30)
 
 
 def position_id(source: str, position: int) -> int:

@@ -188,7 +188,7 @@ def run(cfg: PipelineConfig, spark: SparkSession | None = None) -> dict[str, Any
                 *doc_columns, *(F.coalesce(F.col(c), F.col(f"_{c}")).alias(c) for c in ANNOTATIONS), ORDER
             )
         removed = removed.where(F.col("reason").isNotNull())
-        if is_small(sum(count for _, count in removals)):
+        if is_small(spark, sum(count for _, count in removals)):
             cleaned, removed = cleaned.drop(ORDER), removed.drop(ORDER)
         else:
             parts = len(part_files(first))

@@ -38,6 +38,39 @@ Parquet's column vectors and the rows of a big file are such arrays. docs/benchm
 """
 
 
+LOCAL_SPARK_CONF = {
+    # Spark's vectorized Parquet reader keeps a batch's values in on-heap column vectors that grow to the batch's
+    # bytes: at its default of 4,096 rows, batches holding multi-MB documents made arrays of tens of MB in every task.
+    "spark.sql.parquet.columnarReaderBatchSize": "256",
+    # Every sort, aggregation and hash join of every task takes at least one page; Spark sizes pages from the heap
+    # and cores (64 MB for a 2 GB heap on 2 cores), far more than the rows of these jobs need.
+    "spark.buffer.pageSize": "8m",
+    # Parquet's vectored reads allocate each column chunk whole on the heap; plain reads use buffers of 8 MB at most.
+    "spark.hadoop.parquet.hadoop.vectored.io.enabled": "false",
+}
+"""Settings of local runs that keep the JVM's heap small whatever the size of the documents and of the input."""
+
+
+def local_cores(master: str) -> int:
+    """Cores a ``local``, ``local[N]``, ``local[N,F]`` or ``local[*]`` master runs tasks on (other masters: this
+    machine's)."""
+    inside = master[len("local[") : -1].split(",")[0] if master.startswith("local[") else ""
+    if master == "local":
+        return 1
+    return int(inside) if inside.isdigit() else os.cpu_count() or 2
+
+
+def default_driver_memory(master: str) -> str:
+    """The driver heap of a local run: 512 MB plus 128 MB per core (768 MB on 2 cores, 2.5 GB on 16).
+
+    The heap holds what the running tasks hold (a batch, a sort page, a Parquet page per task) and the broadcast
+    removals (a million rows take about 250 MB while they are built), not the corpus: it scales with the cores.
+    A bound the run reaches early keeps the JVM's memory the same on small and large inputs, since G1 grows the heap
+    towards its bound the longer allocation goes on.
+    """
+    return f"{512 + 128 * local_cores(master)}m"
+
+
 def default_archive_dir() -> str:
     """Where local runs keep the driver JVM's class archive: the user's cache directory."""
     cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
@@ -118,14 +151,15 @@ def get_spark(
     master: str = "local[*]",
     app_name: str = "slm-pipeline",
     shuffle_partitions: int = 0,
-    driver_memory: str = "2g",
+    driver_memory: str = "auto",
     ui: bool | None = None,
     java_options: str = LOCAL_JAVA_OPTIONS,
     class_archive: str = "",
 ) -> SparkSession:
     """Return the active session or create one.
 
-    ``ui=None`` reads ``SLM_SPARK_UI`` (``0`` disables the web UI; tests set it). ``java_options`` go to a local
+    ``ui=None`` reads ``SLM_SPARK_UI`` (``0`` disables the web UI; tests set it). ``driver_memory="auto"`` is
+    :func:`default_driver_memory`. ``java_options`` go to a local
     driver JVM (:data:`LOCAL_JAVA_OPTIONS`); like the driver memory, they only apply when this call starts the JVM.
     ``class_archive``: a directory for the local JVM's class archive (:func:`class_archive_options`), or ``""``.
     """
@@ -138,13 +172,15 @@ def get_spark(
             ui = os.environ.get("SLM_SPARK_UI", "1") != "0"
         builder = (
             builder.master(master)
-            .config("spark.driver.memory", driver_memory)
+            .config("spark.driver.memory", default_driver_memory(master) if driver_memory == "auto" else driver_memory)
             .config("spark.sql.shuffle.partitions", str(shuffle_partitions or 4 * cores))
             .config("spark.default.parallelism", str(shuffle_partitions or 4 * cores))
             .config("spark.ui.enabled", "true" if ui else "false")
             .config("spark.ui.showConsoleProgress", "true")
             .config("spark.sql.adaptive.enabled", "true")
         )
+        for key, value in LOCAL_SPARK_CONF.items():
+            builder = builder.config(key, value)
         if master.startswith("local"):  # workers on this machine import the installed pyspark, not Spark's zip of it
             builder = builder.config("spark.python.daemon.module", "spark_jobs.worker_daemon")
         if SparkSession.getActiveSession() is None and class_archive:

@@ -196,7 +196,7 @@ def shuffled_result(spark, corpus: dict[str, Any], tmp_path_factory: pytest.Temp
     spark.conf.set("spark.sql.autoBroadcastJoinThreshold", "-1")
     try:
         with pytest.MonkeyPatch.context() as patch:
-            patch.setattr(documents, "BROADCAST_ROWS", -1)
+            patch.setattr(documents, "BROADCAST_ROWS_PER_GB", -1)
             return run_and_read(spark, corpus, tmp_path_factory.mktemp("shuffled-run") / "out")
     finally:
         spark.conf.set("spark.sql.autoBroadcastJoinThreshold", threshold)

@@ -107,6 +107,19 @@ def test_local_driver_jvm_runs_with_the_configured_options(spark):
     assert option_fields()["driver_java_options"].metadata["execution_only"]
 
 
+def test_local_sessions_bound_the_jvm_heap_by_cores_and_read_parquet_in_small_batches(spark):
+    """The heap bound follows the cores a local master runs tasks on; the memory settings reach the running session."""
+    import os
+
+    from spark_jobs.session import LOCAL_SPARK_CONF, default_driver_memory, local_cores
+
+    assert [local_cores(m) for m in ("local", "local[2]", "local[16,3]")] == [1, 2, 16]
+    assert local_cores("local[*]") == local_cores("spark://127.0.0.1:7077") == (os.cpu_count() or 2)
+    assert [default_driver_memory(m) for m in ("local", "local[2]", "local[16]")] == ["640m", "768m", "2560m"]
+    for key, value in LOCAL_SPARK_CONF.items():
+        assert spark.sparkContext.getConf().get(key) == value, key
+
+
 def test_class_archive_is_recorded_under_a_temporary_name_and_served_only_once_complete(tmp_path):
     """A cut-short recording (a run killed while its JVM wrote it) is never passed to a JVM, which would map it and
     crash; an abandoned one is removed after an hour; a complete archive is served."""
