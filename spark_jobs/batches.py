@@ -22,6 +22,7 @@ The contract is deliberately small so every stage (filter, langid, exact and nea
 
 from __future__ import annotations
 
+import ctypes
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -219,6 +220,16 @@ class RowChain:
         return merge_columns(
             out, {name: scatter(out.column(name), positions, values.column(name)) for name in outputs}, self.schema
         )
+
+
+def release_memory() -> None:
+    """Hand the memory a finished task freed back to the system: Arrow's allocator and glibc's keep freed pages for
+    reuse, so a reused Python worker stays as large as its largest task so far. After a pass over the whole input
+    the workers then start the next stage (pack: the tokenizer) from about 200 MB instead of 300-400 MB."""
+    pa.default_memory_pool().release_unused()
+    trim = getattr(ctypes.CDLL(None), "malloc_trim", None)  # glibc only
+    if trim is not None:
+        trim(0)
 
 
 def map_batches(df: DataFrame, fn: BatchFn, schema: T.StructType) -> DataFrame:

@@ -19,7 +19,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from slm_common.options import opt
-from spark_jobs.batches import BatchFn, RowChain
+from spark_jobs.batches import BatchFn, RowChain, release_memory
 from spark_jobs.documents import annotated_schema, arrow_schema
 from spark_jobs.ingest.plan import InputError, Plan, check_output, cut, plan_inputs
 from spark_jobs.ingest.readers import (
@@ -169,6 +169,7 @@ def _read_units(
         for batch in batches:
             for row in batch.to_pylist():
                 yield from map(chain, read_unit(ReadUnit(**row), opts))
+        release_memory()
 
     return unit_df.mapInArrow(read, schema)
 
