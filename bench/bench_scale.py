@@ -10,7 +10,8 @@ The corpus is ``common.corpus`` at ``--scale`` (8: about 107 MB, 83% code) or ``
 4x of it: copies of its rows with new ids, as the demo corpus's mirrors are (exact copies, which exact dedup
 removes). Each size is one Parquet file written by pyarrow with ``row_group_size`` = its row count: a reader that
 splits by row groups alone gets one task. Both sides are cold processes of their own, timed around the process
-(wall and CPU seconds, peak RSS of the process tree: ``bench/common.py``):
+(wall and CPU seconds, peak RSS of the process tree and of its largest driver, JVM and Python worker process:
+``bench/common.py``):
 
 * ours: ``python -m spark_jobs.pipeline --stages STAGES --master local[CORES]`` (default
   ``filter,langid,exact_dedup``; with ``pack``, ``--seq-len`` too);
@@ -46,9 +47,13 @@ def plot(results: list[dict], png: Path, stages: str) -> None:
     sizes = [r["mb"] for r in results]
     for side, style in (("ours", "o-"), ("reference", "s--")):
         time_ax.plot(sizes, [r[side]["seconds"] for r in results], style, label=side)
-        mem_ax.plot(sizes, [r[side]["tree_peak_mb"] for r in results], style, label=side)
+        mem_ax.plot(sizes, [r[side]["tree_peak_mb"] for r in results], style, label=f"{side}: process tree")
+    for kind, style in (("jvm", "^:"), ("worker", "v:"), ("driver", "d:")):  # ours, each process by itself
+        peaks = [r["ours"].get("peaks_mb", {}).get(kind) for r in results]
+        if None not in peaks:
+            mem_ax.plot(sizes, peaks, style, label=f"ours: largest {kind} process")
     time_ax.set(xlabel="MB of text (one Parquet file, one row group)", ylabel="wall seconds, cold process")
-    mem_ax.set(xlabel="MB of text (one Parquet file, one row group)", ylabel="peak RSS of the process tree, MB")
+    mem_ax.set(xlabel="MB of text (one Parquet file, one row group)", ylabel="peak RSS, MB")
     for axes in (time_ax, mem_ax):
         axes.legend()
         axes.set_ylim(bottom=0)

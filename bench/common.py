@@ -110,12 +110,11 @@ def measure(
                 family = []
             for p in family:
                 try:
-                    times, rss = p.cpu_times(), p.memory_info().rss
-                except psutil.Error:
+                    times, rss, kind = p.cpu_times(), p.memory_info().rss, process_kind(p, root)
+                except psutil.Error:  # gone, or going (an exiting JVM still has its memory but no name)
                     continue
                 cpu[p.pid] = times.user + times.system
                 total, proc_peak = total + rss, max(proc_peak, rss)
-                kind = process_kind(p, root)
                 peaks[kind] = max(peaks.get(kind, 0), rss)
             tree_peak = max(tree_peak, total)
             time.sleep(interval)
@@ -132,10 +131,7 @@ def process_kind(p: psutil.Process, root: psutil.Process) -> str:
     (any other Python process: Spark's worker daemon and its forks) or ``other``."""
     if p.pid == root.pid:
         return "driver"
-    try:
-        name = p.name()
-    except psutil.Error:
-        return "other"
+    name = p.name()
     return "jvm" if name == "java" else "worker" if name.startswith("python") else "other"
 
 
