@@ -224,8 +224,8 @@ class RowChain:
 
 def release_memory() -> None:
     """Hand the memory a finished task freed back to the system: Arrow's allocator and glibc's keep freed pages for
-    reuse, so a reused Python worker stays as large as its largest task so far. After a pass over the whole input
-    the workers then start the next stage (pack: the tokenizer) from about 200 MB instead of 300-400 MB."""
+    reuse, so a reused Python worker would stay as large as its largest task so far and start the next stage (pack's
+    tokenizer) on top of it."""
     pa.default_memory_pool().release_unused()
     trim = getattr(ctypes.CDLL(None), "malloc_trim", None)  # glibc only
     if trim is not None:

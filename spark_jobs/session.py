@@ -54,9 +54,9 @@ LOCAL_SPARK_CONF = {
 def local_cores(master: str) -> int:
     """Cores a ``local``, ``local[N]``, ``local[N,F]`` or ``local[*]`` master runs tasks on (other masters: this
     machine's)."""
-    inside = master[len("local[") : -1].split(",")[0] if master.startswith("local[") else ""
     if master == "local":
         return 1
+    inside = master[len("local[") : -1].split(",")[0] if master.startswith("local[") else ""
     return int(inside) if inside.isdigit() else os.cpu_count() or 2
 
 
@@ -64,9 +64,9 @@ def default_driver_memory(master: str) -> str:
     """The driver heap of a local run: 512 MB plus 128 MB per core (768 MB on 2 cores, 2.5 GB on 16).
 
     The heap holds what the running tasks hold (a batch, a sort page, a Parquet page per task) and the broadcast
-    removals (a million rows take about 250 MB while they are built), not the corpus: it scales with the cores.
-    A bound the run reaches early keeps the JVM's memory the same on small and large inputs, since G1 grows the heap
-    towards its bound the longer allocation goes on.
+    removals (:data:`.documents.BROADCAST_ROWS_PER_GB`), not the corpus: it scales with the cores. G1 grows the heap
+    towards its bound the longer allocation goes on, so a low bound keeps the JVM's memory close on small and large
+    inputs; 640 MB on 2 cores was too little to broadcast a million removals.
     """
     return f"{512 + 128 * local_cores(master)}m"
 
