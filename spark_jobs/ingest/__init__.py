@@ -155,23 +155,24 @@ def _read_units(
     chain: RowChain | None = None,
     slices: int = 0,
 ) -> DataFrame:
-    """A DataFrame of the units (metadata rows), spread over ``slices`` tasks (0: 4 per core), each reading its units
-    and passing every batch through ``chain`` (by default, none: the annotated rows as read)."""
+    """The units read by ``slices`` tasks (0: 4 per core), in order, each task reading its units and passing every
+    batch through ``chain`` (by default, none: the annotated rows as read).
+
+    The tasks are a range of unit numbers, and the units a broadcast each Python worker loads once: a frame made from
+    the units' rows would be a Python RDD, read by a second pool of Python workers (each started and each fed on
+    every task) before the workers that read the files.
+    """
     chain = chain or RowChain((), arrow_schema(schema))
     slices = max(1, min(len(units), slices or 4 * spark.sparkContext.defaultParallelism))
-    rdd = spark.sparkContext.parallelize([u.to_row() for u in units], slices)
-    unit_schema = T.StructType(
-        [T.StructField(k, T.LongType() if isinstance(v, int) else T.StringType()) for k, v in units[0].to_row().items()]
-    )
-    unit_df = spark.createDataFrame(rdd, unit_schema)
+    shared = spark.sparkContext.broadcast(units)
 
     def read(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         for batch in batches:
-            for row in batch.to_pylist():
-                yield from map(chain, read_unit(ReadUnit(**row), opts))
+            for number in batch.column("id").to_pylist():
+                yield from map(chain, read_unit(shared.value[number], opts))
         release_memory()
 
-    return unit_df.mapInArrow(read, schema)
+    return spark.range(0, len(units), 1, slices).mapInArrow(read, schema)
 
 
 def _records_to_docs(opts: ReadOptions, chain: RowChain):

@@ -93,9 +93,6 @@ class ReadUnit:
     byte_start: int = 0  # jsonl: the lines that start in [byte_start, byte_end); byte_end 0 is the whole file
     byte_end: int = 0
 
-    def to_row(self) -> dict[str, Any]:
-        return dict(self.__dict__)
-
 
 class DocBuilder:
     """Accumulates annotated document rows column-wise and emits Arrow batches of bounded size."""

