@@ -23,6 +23,8 @@ The contract is deliberately small so every stage (filter, langid, exact and nea
 from __future__ import annotations
 
 import ctypes
+import os
+import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -96,18 +98,64 @@ IDENTITY_COLUMNS = ("doc_id", "source", "meta")
 """Columns a chain's functions never read: copies of a document that differ only in these get the same outputs."""
 
 
-class _Memo:
-    """One chain's outputs for the documents a worker process has computed, by content key."""
+KEY_COLUMNS = ("_key_digest", "_key_kind", "_key_lang", "_key_lang_score")
+"""The parts of a :func:`content_keys` key, as the columns of a shared memory file."""
 
-    def __init__(self, tag: str) -> None:
+
+class _Memo:
+    """One chain's outputs for the documents a worker process has computed, by content key; shared, where
+    ``directory`` is set, with the other workers of its executor (each writes what it computes there, and takes in what
+    the others wrote before it looks up a batch)."""
+
+    def __init__(self, tag: str, directory: str | None = None) -> None:
         self.tag = tag
         self.where: dict[tuple[Any, ...], tuple[int, int]] = {}
         self.batches: list[pa.RecordBatch] = []
         self.bytes = 0
+        self.directory = directory
+        self.writer = uuid.uuid4().hex  # this process's files in the directory
+        self.files: set[str] = set()  # the files it has written or taken in
 
     @property
     def full(self) -> bool:
         return len(self.where) >= MEMO_ROWS or self.bytes >= MEMO_BYTES
+
+    def remember(self, keys: list[tuple[Any, ...]], outputs: pa.RecordBatch) -> None:
+        """Keep the outputs of newly computed documents (row i is ``keys[i]``'s), and write them for the others."""
+        if self.full or not keys:
+            return
+        self._add(keys, outputs)
+        if self.directory is not None:
+            table = pa.Table.from_batches([outputs])
+            for name, values in zip(KEY_COLUMNS, zip(*keys, strict=True), strict=True):
+                table = table.append_column(name, pa.array(values))
+            name = f"{self.writer}-{len(self.files)}.arrow"
+            os.makedirs(self.directory, exist_ok=True)
+            partial = os.path.join(self.directory, f".{name}")
+            with pa.OSFile(partial, "wb") as sink, pa.ipc.new_file(sink, table.schema) as out:
+                out.write_table(table)
+            os.replace(partial, os.path.join(self.directory, name))  # others never see a half-written file
+            self.files.add(name)
+
+    def take_in(self) -> None:
+        """Add what the other workers wrote since the last look, until the memory is full."""
+        if self.directory is None or not os.path.isdir(self.directory):
+            return
+        for name in sorted(os.listdir(self.directory)):
+            if self.full:
+                return
+            if name.startswith(".") or name in self.files:
+                continue
+            self.files.add(name)
+            table = pa.ipc.open_file(os.path.join(self.directory, name)).read_all()
+            keys = list(zip(*(table.column(key).to_pylist() for key in KEY_COLUMNS), strict=True))
+            self._add(keys, table.drop_columns(list(KEY_COLUMNS)).combine_chunks().to_batches()[0])
+
+    def _add(self, keys: list[tuple[Any, ...]], outputs: pa.RecordBatch) -> None:
+        self.batches.append(outputs)
+        self.bytes += outputs.nbytes
+        for row, key in enumerate(keys):
+            self.where.setdefault(key, (len(self.batches) - 1, row))
 
 
 _memo: _Memo | None = None
@@ -117,8 +165,18 @@ def _memo_for(tag: str) -> _Memo:
     """The process's memory for chains tagged ``tag``; one at a time (a new tag, as in another run, drops the old)."""
     global _memo
     if _memo is None or _memo.tag != tag:
-        _memo = _Memo(tag)
+        _memo = _Memo(tag, shared_directory(tag))
     return _memo
+
+
+def shared_directory(tag: str) -> str | None:
+    """Where the Python workers of one executor share a chain's memory: a folder in Spark's files directory of the
+    application (which Spark removes when the application ends); none outside a Spark task."""
+    from pyspark import SparkFiles, TaskContext
+
+    if TaskContext.get() is None:
+        return None
+    return os.path.join(SparkFiles.getRootDirectory(), f"memo-{xxhash.xxh64_hexdigest(tag.encode())}")
 
 
 def content_keys(batch: pa.RecordBatch, rows: np.ndarray) -> list[tuple[Any, ...]]:
@@ -149,7 +207,9 @@ class RowChain:
     :data:`MEMO_ROWS` documents and :data:`MEMO_BYTES`), keyed by :func:`content_keys`, and gives an exact copy of a
     document (another id, source or meta) those outputs without running the functions again: corpora repeat
     documents (mirrors, licences, boilerplate pages), and exact dedup removes the copies only later, after every
-    row stage has judged each one. This needs functions that read only a row's text, kind and language columns
+    row stage has judged each one. In a Spark task the workers of an executor share their memories through files
+    (:func:`shared_directory`): a copy that another worker judged first is not judged again either, wherever the
+    copies fall among the tasks. This needs functions that read only a row's text, kind and language columns
     (the pipeline's row stages and hashes do) and that do not rewrite the text (the pipeline passes no tag then).
     The outputs are the same either way; the tag names the functions and their options, so a worker never serves
     one run's outputs to another.
@@ -185,6 +245,7 @@ class RowChain:
         if not len(live):
             return out
         memo = _memo_for(self.memo)
+        memo.take_in()
         outputs = [name for name in self.schema.names if name not in (*IDENTITY_COLUMNS, "text", "kind")]
         compute: list[int] = []
         first: dict[tuple[Any, ...], int] = {}
@@ -208,11 +269,7 @@ class RowChain:
             pieces.append(memo.batches[stored].take(pa.array([row for _, row in hits], type=pa.int64())))
             index[[j for j, _ in hits]] = offset + np.arange(len(hits))
             offset += len(hits)
-        if not memo.full and compute:
-            memo.batches.append(pieces[0])
-            memo.bytes += pieces[0].nbytes
-            for key, row in first.items():
-                memo.where[key] = (len(memo.batches) - 1, row)
+        memo.remember(list(first), pieces[0])  # in first-seen order, as computed's rows
         if len(compute) == out.num_rows:
             return computed
         values = pa.Table.from_batches(pieces).combine_chunks().take(pa.array(index))

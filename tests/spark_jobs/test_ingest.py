@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import random
 import subprocess
 import sys
 from pathlib import Path
@@ -256,6 +257,38 @@ def test_spark_ingest_all_sources_and_ids_independent_of_partitioning(spark, cor
     for slices in (1, 3):
         again = _read_units(spark, plan.units, opts, schema, slices=slices)
         assert sorted((r["doc_id"], r["source"], r["reason"]) for r in again.collect()) == got
+
+
+def test_python_workers_share_what_their_chains_computed(spark, tmp_path):
+    """A second file of the same texts, read by a new Python worker (another pool: another environment) of the same
+    executor, is not computed again: the worker takes in what the first one wrote."""
+    from spark_jobs.batches import RowChain
+    from spark_jobs.documents import arrow_schema
+
+    rng = random.Random(5)
+    texts = [f"{en_sentence(rng)} {i}" for i in range(300)]
+    for name in ("first", "copy"):
+        pq.write_table(pa.table({"id": list(range(300)), "text": texts}), tmp_path / f"{name}.parquet")
+    shown = spark.sparkContext.accumulator(0)
+
+    def count(batch: pa.RecordBatch) -> dict:
+        shown.add(batch.num_rows)
+        return {}
+
+    schema = annotated_schema()
+    chain = RowChain((count,), arrow_schema(schema), memo=f"shared-{tmp_path.name}")
+    opts = ReadOptions()
+    files = ("first", "copy")
+    units = {name: plan_inputs([str(tmp_path / f"{name}.parquet")], ".py", "id", "text").units for name in files}
+    assert _read_units(spark, units["first"], opts, schema, chain).count() == 300
+    assert shown.value == 300
+    environment = spark.sparkContext.environment
+    environment["SLM_TEST_WORKER_POOL"] = "second"  # a new pool of Python workers: none remembers anything
+    try:
+        assert _read_units(spark, units["copy"], opts, schema, chain).count() == 300
+    finally:
+        del environment["SLM_TEST_WORKER_POOL"]
+    assert shown.value == 300
 
 
 def test_pipeline_ingest_only_keeps_the_accounting_identity(spark, corpus, tmp_path):

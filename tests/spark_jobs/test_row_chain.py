@@ -110,6 +110,40 @@ def test_memo_stops_adding_at_its_bound_and_outputs_stay_the_same(monkeypatch):
     assert stage.seen == [[0, 1, 2], [6]]  # the first batch filled the memory; later documents are not added
 
 
+def test_memo_is_shared_with_the_other_workers_through_its_directory(tmp_path, monkeypatch):
+    """A second worker (a new memory, with its own files) is not shown what the first computed, and the first takes
+    in what the second computed; outputs equal the plain chain's everywhere."""
+    monkeypatch.setattr(batches, "shared_directory", lambda tag: str(tmp_path / tag))
+    monkeypatch.setattr(batches, "_memo", None)
+    stage = Recorder("a", "too_short")
+    chain = RowChain((stage,), SCHEMA, memo="run-5")
+    plain = RowChain((Recorder("a", "too_short"),), SCHEMA)
+    one, two = docs(["a1", "b", "c"], range(3)), docs(["c", "a1", "d", "b"], range(3, 7), langs=[None] * 4)
+    assert chain(one).equals(plain(one))
+    first = batches._memo
+    monkeypatch.setattr(batches, "_memo", None)  # another worker process
+    assert chain(two).equals(plain(two))
+    assert stage.seen == [[0, 1, 2], [5]]
+    assert len(list((tmp_path / "run-5").iterdir())) == 2  # one file per batch that computed something
+    monkeypatch.setattr(batches, "_memo", first)  # the first worker again: it takes in "d"
+    assert chain(docs(["d", "a1"], range(7, 9))).equals(plain(docs(["d", "a1"], range(7, 9))))
+    assert stage.seen == [[0, 1, 2], [5]]
+
+
+def test_a_full_memo_neither_takes_in_nor_writes_more(tmp_path, monkeypatch):
+    monkeypatch.setattr(batches, "shared_directory", lambda tag: str(tmp_path / tag))
+    monkeypatch.setattr(batches, "MEMO_ROWS", 2)
+    monkeypatch.setattr(batches, "_memo", None)
+    stage = Recorder("a", "too_short")
+    chain = RowChain((stage,), SCHEMA, memo="run-6")
+    chain(docs(["a", "b", "c"], range(3)))  # fills the first worker's memory
+    monkeypatch.setattr(batches, "_memo", None)
+    chain(docs(["d", "e"], range(3, 5)))  # the second takes in three documents: full, it writes nothing
+    chain(docs(["b", "e"], range(5, 7)))
+    assert stage.seen == [[0, 1, 2], [3, 4], [6]]
+    assert len(list((tmp_path / "run-6").iterdir())) == 1
+
+
 @pytest.mark.parametrize("seed", [0, 1])
 def test_memo_with_the_real_filters_and_hash_equals_the_plain_chain(seed):
     """The pipeline's own row functions (every filter, exact dedup's hash) on prose and code with copies spread
