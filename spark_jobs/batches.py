@@ -125,17 +125,22 @@ class _Memo:
         if self.full or not keys:
             return
         self._add(keys, outputs)
-        if self.directory is not None:
-            table = pa.Table.from_batches([outputs])
-            for name, values in zip(KEY_COLUMNS, zip(*keys, strict=True), strict=True):
-                table = table.append_column(name, pa.array(values))
-            name = f"{self.writer}-{len(self.files)}.arrow"
+        if self.directory is None:
+            return
+        table = pa.Table.from_batches([outputs])
+        for name, values in zip(KEY_COLUMNS, zip(*keys, strict=True), strict=True):
+            table = table.append_column(name, pa.array(values))
+        name = f"{self.writer}-{len(self.files)}.arrow"
+        partial = os.path.join(self.directory, f".{name}")
+        try:
             os.makedirs(self.directory, exist_ok=True)
-            partial = os.path.join(self.directory, f".{name}")
             with pa.OSFile(partial, "wb") as sink, pa.ipc.new_file(sink, table.schema) as out:
                 out.write_table(table)
             os.replace(partial, os.path.join(self.directory, name))  # others never see a half-written file
-            self.files.add(name)
+        except OSError:  # a full or read-only disk: the memory goes on unshared, the outputs are the same
+            self.directory = None
+            return
+        self.files.add(name)
 
     def take_in(self) -> None:
         """Add what the other workers wrote since the last look, until the memory is full."""

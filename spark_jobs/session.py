@@ -49,11 +49,11 @@ LOCAL_SPARK_CONF = {
     "spark.hadoop.parquet.hadoop.vectored.io.enabled": "false",
     # Our own Parquet directories hold one part file per writing task, most of them one row group. Spark cuts a file
     # into splits of a few MB to fill its default parallelism, and every split without a row group's start is an empty
-    # task (28 of the 36 that read a 4x copy back in order). Opening a file priced as a whole split gives each part
-    # file one task (a file over 128 MB still splits).
+    # task. Opening a file priced as a whole split gives each part file one task (a file over 128 MB still splits).
     "spark.sql.files.openCostInBytes": str(128 << 20),
 }
-"""Settings of local runs that keep the JVM's heap small whatever the size of the documents and of the input."""
+"""Settings of local runs: a JVM heap that stays small whatever the size of the documents and of the input, and one
+task per part file when a stage reads what an earlier one wrote."""
 
 
 def local_cores(master: str) -> int:

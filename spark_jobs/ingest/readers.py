@@ -412,7 +412,9 @@ def _parquet_rows(unit: ReadUnit, out: DocBuilder) -> Iterator[None]:
     positions = itertools.count(unit.row_offset)
     end = unit.row_end or math.inf
     with fs.open_input_file(path) as fh:
-        pf = pq.ParquetFile(fh, buffer_size=READ_BUFFER_BYTES)  # pages streamed, not whole column chunks
+        # Pages streamed, not whole column chunks: pyarrow pre-buffers every column chunk of a row group it reads by
+        # default, hundreds of MB held for a large row group however few of its rows the unit takes.
+        pf = pq.ParquetFile(fh, buffer_size=READ_BUFFER_BYTES, pre_buffer=False)
         meta = pf.metadata
         leaves = [meta.schema.column(i).path for i in range(meta.num_columns)]
         text = leaves.index(out.opts.text_column) if out.opts.text_column in leaves else None

@@ -7,6 +7,7 @@ import json
 import random
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pyarrow as pa
@@ -194,6 +195,22 @@ def test_one_big_row_group_is_read_in_row_slices_with_the_unsplit_ids(tmp_path, 
     assert [r["text"] for r in rows] == table.column("text").to_pylist()
     assert [r["doc_id"] for r in rows] == [position_id(source, i) for i in range(table.num_rows)]
     assert [r["rule"] for r in rows if r["rule"]] == ["null_text"] * sum(t is None for t in table["text"].to_pylist())
+
+
+def test_a_unit_of_a_large_row_group_holds_a_batch_not_the_column_chunk(tmp_path):
+    """Reading the first slice of a 32 MB row group (random text, which does not compress) allocates about a batch:
+    pyarrow's default would hold every column chunk of the row group from its first batch on."""
+    rng = random.Random(3)
+    texts = ["".join(rng.choices("abcdefghijklmnopqrstuvwxyz0123456789 \n", k=2000)) for _ in range(16_000)]
+    path = tmp_path / "big.parquet"
+    pq.write_table(pa.table({"text": texts}), path, row_group_size=len(texts), use_dictionary=False)
+    assert pq.ParquetFile(path).metadata.row_group(0).column(0).total_compressed_size > 24 << 20
+    unit = replace(plan_inputs([str(path)], ".py", "id", "text").units[0], row_end=2000)
+    before = pa.total_allocated_bytes()
+    held = []
+    for batch in read_unit(unit, ReadOptions()):
+        held.append(pa.total_allocated_bytes() - before - batch.nbytes)
+    assert len(held) >= 2 and max(held) < 8 << 20
 
 
 def test_string_ids_switch_the_run_to_string_doc_ids(tmp_path):

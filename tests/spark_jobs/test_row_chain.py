@@ -144,6 +144,20 @@ def test_a_full_memo_neither_takes_in_nor_writes_more(tmp_path, monkeypatch):
     assert len(list((tmp_path / "run-6").iterdir())) == 1
 
 
+def test_a_memo_that_cannot_write_its_files_goes_on_unshared(tmp_path, monkeypatch):
+    blocked = tmp_path / "a-file"
+    blocked.write_text("not a directory")
+    monkeypatch.setattr(batches, "shared_directory", lambda tag: str(blocked / tag))
+    monkeypatch.setattr(batches, "_memo", None)
+    stage = Recorder("a", "too_short")
+    chain = RowChain((stage,), SCHEMA, memo="run-7")
+    plain = RowChain((Recorder("a", "too_short"),), SCHEMA)
+    one, two = docs(["a1", "b"], range(2)), docs(["b", "c"], range(2, 4))
+    assert chain(one).equals(plain(one)) and chain(two).equals(plain(two))
+    assert batches._memo.directory is None
+    assert stage.seen == [[0, 1], [3]]  # still remembered within the worker
+
+
 @pytest.mark.parametrize("seed", [0, 1])
 def test_memo_with_the_real_filters_and_hash_equals_the_plain_chain(seed):
     """The pipeline's own row functions (every filter, exact dedup's hash) on prose and code with copies spread
