@@ -175,8 +175,9 @@ def _memo_for(tag: str) -> _Memo:
 
 
 def shared_directory(tag: str) -> str | None:
-    """Where the Python workers of one executor share a chain's memory: a folder in Spark's files directory of the
-    application (which Spark removes when the application ends); none outside a Spark task."""
+    """Where the Python workers of one executor share a chain's memory: a folder in the executor's directory for the
+    files of the application, beside those of ``addFile`` and with their lifetime (a local run's goes when its JVM
+    exits; a cluster worker's, when the worker cleans up applications); none outside a Spark task."""
     from pyspark import SparkFiles, TaskContext
 
     if TaskContext.get() is None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -281,7 +282,9 @@ class StandaloneCluster:
 
         A task can end between looking and killing, so the executor is first frozen (SIGSTOP: it can neither finish
         the task nor report it), the driver asked again a second later, and only then killed; else it is thawed and
-        the search goes on. The loss is then certain to hit running work, not an idle executor.
+        the search goes on. The driver's UI can lag behind its scheduler on a busy machine, so the frozen executor's
+        own log must show a task it started and has not ended too (it logs a task's end before it reports it). The
+        loss is then certain to hit running work, not an idle executor.
         """
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -293,13 +296,22 @@ class StandaloneCluster:
                     continue
                 proc.suspend()
                 time.sleep(1.0)
-                if active_tasks(driver_ui_port).get(exec_id, 0) > 0:
+                if active_tasks(driver_ui_port).get(exec_id, 0) > 0 and self.unended_tasks(proc):
                     proc.kill()
                     proc.wait(timeout=30)
                     return exec_id
                 proc.resume()
             time.sleep(0.1)
         raise TimeoutError(f"no busy executor on worker {worker} within {timeout} s")
+
+    @staticmethod
+    def unended_tasks(executor: psutil.Process) -> set[str]:
+        """Task ids that an executor logged as started and not as finished, failed or killed (its ``stderr`` in its
+        working directory, the worker's folder for this application and executor)."""
+        text = (Path(executor.cwd()) / "stderr").read_text(errors="replace")
+        started = set(re.findall(r"Running task \S+ in stage \S+ \(TID (\d+)\)", text))
+        ended = set(re.findall(r"(?:Finished|Exception in|killed) task \S+ in stage \S+ \(TID (\d+)\)", text))
+        return started - ended
 
     def app_dirs(self) -> dict[str, list[str]]:
         """Per application id, the executor ids that ran for it on any worker (``WORK_DIR/APP/EXECUTOR``)."""
