@@ -38,9 +38,9 @@ class RunOptions:
     shuffle_partitions: int = opt(0, "spark.sql.shuffle.partitions; 0 picks 4 x cores", execution_only=True)
     driver_memory: str = opt(
         "auto",
-        "driver memory (JVM heap bound) for local runs; auto: 512 MB + 128 MB per core. G1 grows the heap towards it "
-        "the longer a run allocates, so this, not the input, sets the JVM's memory; stages stream, so more buys no "
-        "speed",
+        "driver memory (JVM heap bound) for local runs; auto: 384 MB + 128 MB per core, at least 640 MB. G1 grows "
+        "the heap towards it the longer a run allocates, so this, not the input, sets the JVM's memory; stages "
+        "stream, so more buys no speed",
         execution_only=True,
     )
     driver_java_options: str = opt(

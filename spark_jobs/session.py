@@ -66,14 +66,15 @@ def local_cores(master: str) -> int:
 
 
 def default_driver_memory(master: str) -> str:
-    """The driver heap of a local run: 512 MB plus 128 MB per core (768 MB on 2 cores, 2.5 GB on 16).
+    """The driver heap of a local run: 384 MB plus 128 MB per core, at least 640 MB (640 MB on 1 or 2 cores, 2.375 GB
+    on 16).
 
     The heap holds what the running tasks hold (a batch, a sort page, a Parquet page per task) and the broadcast
-    removals (:data:`.documents.BROADCAST_ROWS_PER_GB`), not the corpus: it scales with the cores. G1 grows the heap
-    towards its bound the longer allocation goes on, so a low bound keeps the JVM's memory close on small and large
-    inputs; 640 MB on 2 cores was too little to broadcast a million removals.
+    removals (:data:`.documents.BROADCAST_ROWS_PER_GB`), not the corpus: it scales with the cores. G1 fills its bound
+    whenever a run allocates for long enough, whatever its collection settings, so the bound is the JVM's memory on
+    all but small inputs; one low enough that small inputs reach it too keeps the JVM's memory the same on both.
     """
-    return f"{512 + 128 * local_cores(master)}m"
+    return f"{max(640, 384 + 128 * local_cores(master))}m"
 
 
 def default_archive_dir() -> str:

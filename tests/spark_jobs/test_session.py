@@ -115,7 +115,7 @@ def test_local_sessions_bound_the_jvm_heap_by_cores_and_read_parquet_in_small_ba
 
     assert [local_cores(m) for m in ("local", "local[2]", "local[16,3]")] == [1, 2, 16]
     assert local_cores("local[*]") == local_cores("spark://127.0.0.1:7077") == (os.cpu_count() or 2)
-    assert [default_driver_memory(m) for m in ("local", "local[2]", "local[16]")] == ["640m", "768m", "2560m"]
+    assert [default_driver_memory(m) for m in ("local", "local[2]", "local[16]")] == ["640m", "640m", "2432m"]
     for key, value in LOCAL_SPARK_CONF.items():
         assert spark.sparkContext.getConf().get(key) == value, key
 
