@@ -284,7 +284,8 @@ def test_python_workers_share_what_their_chains_computed(spark, tmp_path):
 
     rng = random.Random(5)
     texts = [f"{en_sentence(rng)} {i}" for i in range(300)]
-    for name in ("first", "copy"):
+    files = ("first", "copy")
+    for name in files:
         pq.write_table(pa.table({"id": list(range(300)), "text": texts}), tmp_path / f"{name}.parquet")
     shown = spark.sparkContext.accumulator(0)
 
@@ -295,7 +296,6 @@ def test_python_workers_share_what_their_chains_computed(spark, tmp_path):
     schema = annotated_schema()
     chain = RowChain((count,), arrow_schema(schema), memo=f"shared-{tmp_path.name}")
     opts = ReadOptions()
-    files = ("first", "copy")
     units = {name: plan_inputs([str(tmp_path / f"{name}.parquet")], ".py", "id", "text").units for name in files}
     assert _read_units(spark, units["first"], opts, schema, chain).count() == 300
     assert shown.value == 300
